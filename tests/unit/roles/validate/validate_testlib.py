@@ -1,0 +1,51 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared helpers for the validate role's unit tests (loaded by file path, not a package)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+SCRIPT = os.path.join(ROOT, "roles", "validate", "files", "gaudi_validate.py")
+SCHEMA = os.path.join(ROOT, "roles", "validate", "files", "report.schema.json")
+FAKE_HL_SMI = os.path.join(HERE, "validate_fake_hl_smi.py")
+TEST_DOUBLE = os.path.join(HERE, "validate_openai_test_double.py")
+
+
+def load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_script():
+    return load(SCRIPT, "gaudi_validate_under_test")
+
+
+def load_test_double():
+    return load(TEST_DOUBLE, "validate_openai_test_double_under_test")
+
+
+def schema():
+    with open(SCHEMA) as handle:
+        return json.load(handle)
+
+
+def run_script(args, env=None, timeout=120):
+    """Run the script as operators do; return (rc, report or None, stdout, stderr)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, SCRIPT] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=full_env,
+                          timeout=timeout, check=False)
+    report = None
+    if "--output" in args:
+        path = args[args.index("--output") + 1]
+        if os.path.exists(path):
+            with open(path) as handle:
+                report = json.load(handle)
+    return proc.returncode, report, proc.stdout, proc.stderr
