@@ -159,11 +159,13 @@ diff:
   elements: dict
 '''
 
+import os
 import pkgutil
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils import lmcache_hpu_patch as _patch_utils
 from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils.lmcache_hpu_patch import (
     PatchError,
     resolve_site_packages,
@@ -177,7 +179,16 @@ _CONNECTOR_PACKAGE = "ansible_collections.gaudi.vllm_lmcache.plugins.module_util
 
 
 def _connector_source():
-    return pkgutil.get_data(_CONNECTOR_PACKAGE, "hpu_kv_transfer.py")
+    """Bytes of the connector file shipped with the collection (AnsiballZ payload or tree)."""
+    try:
+        data = pkgutil.get_data(_CONNECTOR_PACKAGE, "hpu_kv_transfer.py")
+    except (IOError, OSError, ImportError):
+        data = None
+    if data is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(_patch_utils.__file__)), "hpu_kv_transfer.py")
+        with open(path, "rb") as f:
+            data = f.read()
+    return data
 
 
 def main():
