@@ -1,0 +1,54 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Verify the validate scenario: the node's report and the controller's copy."""
+
+import json
+import os
+
+REPORT = "/var/lib/gaudi-validate/report.json"
+
+
+def _report(host):
+    return json.loads(host.file(REPORT).content_string)
+
+
+def test_script_and_schema_installed(host):
+    script = host.file("/opt/gaudi-validate/gaudi_validate.py")
+    assert script.is_file and script.mode == 0o755
+    assert host.file("/opt/gaudi-validate/report.schema.json").is_file
+    assert host.run("python3 /opt/gaudi-validate/gaudi_validate.py --help").rc == 0
+
+
+def test_report_tier_statuses(host):
+    report = _report(host)
+    statuses = dict((name, tier["status"]) for name, tier in report["tiers"].items())
+    assert statuses == {"devices": "pass", "stack": "pass", "storage": "pass",
+                        "kv_offload": "skip", "serving": "pass"}
+    assert report["overall"] == "pass" and report["node"] == "validate-node-a"
+
+
+def test_report_figures(host):
+    tiers = _report(host)["tiers"]
+    assert tiers["devices"]["figures"]["count"] == 8
+    assert tiers["stack"]["figures"]["packages"]["vllm-gaudi"] == "0.17.1"
+    io = tiers["storage"]["figures"]["io"]
+    assert io["integrity_ok"] and io["bytes_total"] == 4 * 4194304
+    assert "rw" in tiers["storage"]["figures"]["mount"]["options"]
+    serving = tiers["serving"]["figures"]
+    assert serving["speedup"] >= 5 and serving["lmcache_hits"]["exposed"]
+    assert serving["lmcache_hits"]["delta"] > 0
+    assert serving["restart"]["rc"] == 0 and serving["restart"]["speedup"] >= 5
+    assert "torch is not importable" in tiers["kv_offload"]["reason"]
+
+
+def test_report_fetched_to_controller(host):
+    path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "validation",
+                        "validate-node-a.json")
+    with open(path) as handle:
+        fetched = json.load(handle)
+    assert fetched["node"] == "validate-node-a"
+    # The fetched copy validates against the shipped schema.
+    import jsonschema
+    schema_path = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "roles", "validate",
+                               "files", "report.schema.json")
+    with open(schema_path) as handle:
+        jsonschema.Draft7Validator(json.load(handle)).validate(fetched)
