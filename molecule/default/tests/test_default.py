@@ -1,0 +1,67 @@
+"""Verify the default scenario: site.yml's preflight stage on a systemd container.
+
+Preflight changes nothing on the node, so these tests check the node it accepted and
+re-run the playbook with inputs preflight must refuse, asserting the refusal and its message.
+"""
+
+import os
+import subprocess
+
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("gaudi_nodes")
+SITE = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "site.yml")
+
+
+def run_site(*extra_vars):
+    cmd = ["ansible-playbook", "-i", INVENTORY, SITE, "-e", "site_stages=['preflight']"]
+    for extra in extra_vars:
+        cmd += ["-e", extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # ansible-core 2.19 prints task errors on stderr: check both streams.
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def test_node_runs_systemd(host):
+    assert host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
+
+
+def test_node_is_accepted_os(host):
+    assert host.system_info.distribution == "debian"
+    assert host.system_info.release.startswith("12")
+    assert host.exists("python3")
+
+
+def test_preflight_accepts_the_node():
+    result = run_site("preflight_min_free_disk_gb=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed=0" in result.stdout
+
+
+def test_preflight_refuses_when_disk_is_short():
+    result = run_site("preflight_min_free_disk_gb=999999")
+    assert result.returncode != 0
+    assert "Not enough free disk" in result.output
+    assert "preflight_min_free_disk_gb" in result.output
+
+
+def test_preflight_refuses_unsupported_os():
+    result = run_site("{\"preflight_supported_os\": {\"Ubuntu\": [\"24.04\"]}}")
+    assert result.returncode != 0
+    assert "is not supported" in result.output
+    assert "preflight_allow_unsupported_os" in result.output
+
+
+def test_preflight_override_for_unsupported_os():
+    result = run_site(
+        "{\"preflight_supported_os\": {\"Ubuntu\": [\"24.04\"]}, \"preflight_allow_unsupported_os\": true}"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_preflight_rejects_bad_input_type():
+    result = run_site("preflight_min_free_disk_gb=lots")
+    assert result.returncode != 0
+    assert "preflight_min_free_disk_gb" in result.output

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Shared helpers for the development scripts. Sourced, not executed.
+# shellcheck disable=SC2034
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="${GVL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gaudi-vllm-lmcache}"
+VENV="${GVL_VENV:-$ROOT/.venv}"
+IMAGE_REPO="${GVL_IMAGE_REPO:-gaudi-vllm-lmcache/debian12-systemd}"
+mkdir -p "$CACHE_DIR"
+
+header() {
+  printf '\n\033[1m==================== %s ====================\033[0m\n' "$*"
+}
+
+die() {
+  echo "ERROR: $*" >&2
+  exit 1
+}
+
+activate_venv() {
+  [[ -x "$VENV/bin/python" ]] || die "virtualenv $VENV is missing; run 'make venv'"
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+  export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
+  export PY_COLORS="${PY_COLORS:-0}" ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
+  link_collection
+}
+
+# Make the working tree resolvable as gaudi.vllm_lmcache for ansible, molecule and pytest.
+link_collection() {
+  local dir="$ROOT/.collections/ansible_collections/gaudi"
+  mkdir -p "$dir"
+  if [[ "$(readlink "$dir/vllm_lmcache" 2>/dev/null)" != "$ROOT" ]]; then
+    ln -sfn "$ROOT" "$dir/vllm_lmcache"
+  fi
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run `ansible-test sanity --local` on a copy of the working tree laid out as
+# ansible_collections/gaudi/vllm_lmcache (ansible-test needs that path).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+activate_venv
+
+# ansible-test bootstraps pip in its sanity virtualenvs with a get-pip script that it would
+# download from a CI file host. An offline stand-in: ensurepip, then pip install the arguments.
+bootstrap_dir="$HOME/.ansible/test/cache"
+mkdir -p "$bootstrap_dir"
+for ver in 24_2 25_0 25_1 25_2 25_3; do
+  cat > "$bootstrap_dir/get_pip_$ver.py" <<'PY'
+"""Offline replacement for get-pip.py used by ansible-test's virtualenv bootstrap."""
+import subprocess
+import sys
+
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
+subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"])
+subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)
+PY
+done
+
+dest="$CACHE_DIR/sanity/ansible_collections/gaudi/vllm_lmcache"
+rm -rf "$dest"
+mkdir -p "$dest"
+cd "$ROOT"
+git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
+  [[ -e "$f" ]] && printf '%s\0' "$f"
+done | tar --null -T - -cf - | tar -xf - -C "$dest"
+
+cd "$dest"
+ansible-test sanity --local --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+  --color no "$@"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create or update the control-node virtualenv from requirements-dev.txt.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+req="$ROOT/requirements-dev.txt"
+stamp="$VENV/.requirements.sha256"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+
+if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "virtualenv $VENV is up to date"
+  exit 0
+fi
+
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "python3 venv support missing; installing python3-venv"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+fi
+[[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -r "$req"
+echo "$want" > "$stamp"
+"$VENV/bin/ansible" --version | head -1
