@@ -780,7 +780,11 @@ def _headers(args, extra=None):
 
 def _describe_error(exc):
     if isinstance(exc, urllib.error.HTTPError):
-        return "HTTP %d %s" % (exc.code, exc.reason)
+        try:
+            body = exc.read(300).decode("utf-8", "replace").strip()
+        except Exception:  # pylint: disable=broad-except
+            body = ""
+        return "HTTP %d %s%s" % (exc.code, exc.reason, (": " + body) if body else "")
     if isinstance(exc, urllib.error.URLError):
         return "%s" % (exc.reason,)
     if isinstance(exc, socket.timeout):

@@ -133,3 +133,12 @@ def test_metric_parser_sums_label_sets_and_falls_back():
     assert gv.parse_metric_sum(text) == ("lmcache:num_hit_tokens_total", 128.0)
     assert gv.parse_metric_sum("lmcache:num_hit_tokens 5\n") == ("lmcache:num_hit_tokens", 5.0)
     assert gv.parse_metric_sum("vllm:foo 1\n") == (None, None)
+
+
+def test_http_error_body_is_in_the_reason(server):
+    srv, url = server()
+    # the test double answers 404 with a JSON body for an unknown model id
+    args = gv.parse_args(["--endpoint", url, "--request-timeout", "5"])
+    with pytest.raises(Exception) as info:
+        gv.stream_completion(args, "no-such-model", "doc\nq")
+    assert gv._describe_error(info.value) == 'HTTP 404 Not Found: {"error": "model not found"}'
