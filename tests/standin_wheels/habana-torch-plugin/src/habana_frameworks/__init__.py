@@ -1,0 +1,2 @@
+"""STAND-IN namespace for habana_frameworks (test double)."""
+STANDIN = True
