@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validate one vLLM + LMCache serving node and write a JSON report.
 
@@ -167,7 +167,7 @@ def resolve_device(args):
     if importlib.util.find_spec("habana_frameworks") is not None:
         return "hpu", "habana_frameworks importable"
     if importlib.util.find_spec("torch") is not None:
-        torch, _ = _import_torch()
+        torch, dummy = _import_torch()
         if torch is not None:
             try:
                 if torch.cuda.is_available():
@@ -245,7 +245,7 @@ def _devices_hpu(args, figures):
         except ValueError as exc:
             raise TierError(str(exc))
         try:
-            rc_fw, out_fw, _ = _run([hl_smi, "-L"], args.command_timeout)
+            rc_fw, out_fw, dummy = _run([hl_smi, "-L"], args.command_timeout)
             figures["firmware_versions"] = parse_hl_smi_firmware(out_fw) if rc_fw == 0 else []
         except TierError as exc:
             figures["firmware_versions"] = []
@@ -282,8 +282,8 @@ def _devices_torch(args, device, figures):
     smi = shutil.which("nvidia-smi") if device == "cuda" else None
     if smi:
         try:
-            rc, out, _ = _run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                              args.command_timeout)
+            rc, out, dummy = _run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                                  args.command_timeout)
             if rc == 0 and out.strip():
                 driver = out.strip().splitlines()[0].strip()
         except TierError:
@@ -293,8 +293,9 @@ def _devices_torch(args, device, figures):
         props = torch.cuda.get_device_properties(i)
         bus = None
         if hasattr(props, "pci_bus_id"):
-            bus = "%04x:%02x:%02x.0" % (getattr(props, "pci_domain_id", 0), props.pci_bus_id,
-                                       getattr(props, "pci_device_id", 0))
+            bus = "%04x:%02x:%02x.0" % (
+                getattr(props, "pci_domain_id", 0), props.pci_bus_id,
+                getattr(props, "pci_device_id", 0))
         devices.append({
             "index": i, "name": props.name, "bus_id": bus, "driver_version": driver,
             "memory_total_mib": int(props.total_memory // (1024 * 1024)),
@@ -541,7 +542,7 @@ def storage_io(directory, files, size, block=1024 * 1024):
                 read_bytes += len(data)
                 digest.update(data)
     read_s = time.monotonic() - start
-    for _ in names:
+    for dummy in names:
         left = size
         while left > 0:
             piece = pattern[:min(left, len(pattern))]
@@ -593,8 +594,8 @@ def visibility_expect(base, name, timeout, interval=0.2):
                 return {"mode": "expect", "name": name, "path": path, "status": "pass",
                         "seen_after_s": _round(waited), "timeout_s": timeout,
                         "writer": content.get("writer"),
-                        "reason": "marker from %s seen after %.2fs" % (content.get("writer"),
-                                                                        waited)}
+                        "reason": "marker from %s seen after %.2fs" % (
+                            content.get("writer"), waited)}
         except (OSError, ValueError):
             pass
         if time.monotonic() - start >= timeout:
@@ -655,11 +656,11 @@ def tier_storage(args, ctx):
             if not io["integrity_ok"]:
                 problems.append("read-back data differs from what was written")
             if args.storage_min_write_gbps and (io["write_gbps"] or 0) < args.storage_min_write_gbps:
-                problems.append("write %.3f GB/s below %.3f" % (io["write_gbps"] or 0,
-                                                               args.storage_min_write_gbps))
+                problems.append("write %.3f GB/s below %.3f" % (
+                    io["write_gbps"] or 0, args.storage_min_write_gbps))
             if args.storage_min_read_gbps and (io["read_gbps"] or 0) < args.storage_min_read_gbps:
-                problems.append("read %.3f GB/s below %.3f" % (io["read_gbps"] or 0,
-                                                              args.storage_min_read_gbps))
+                problems.append("read %.3f GB/s below %.3f" % (
+                    io["read_gbps"] or 0, args.storage_min_read_gbps))
     visibility = None
     try:
         if args.visibility_write:
@@ -691,14 +692,18 @@ def tier_storage(args, ctx):
 # ---------------------------------------------------------------------------
 
 def _timed_copies(torch, dst, src, iterations, sync):
-    for _ in range(2):
+    for dummy in range(2):
         dst.copy_(src, non_blocking=True)
     sync()
     start = time.perf_counter()
-    for _ in range(iterations):
+    for dummy in range(iterations):
         dst.copy_(src, non_blocking=True)
     sync()
     return time.perf_counter() - start
+
+
+def _no_sync():
+    """Host copies are synchronous: nothing to wait for."""
 
 
 def tier_kv_offload(args, ctx):
@@ -728,7 +733,7 @@ def tier_kv_offload(args, ctx):
         sync = torch.cuda.synchronize
     else:
         target = torch.device("cpu")
-        sync = lambda: None  # noqa: E731
+        sync = _no_sync
     host = torch.empty(chunk, dtype=torch.uint8)
     pinned = False
     if device != "cpu":
@@ -818,7 +823,7 @@ def parse_metric_sum(text, names=METRIC_HIT_TOKENS):
 
 def scrape_hits(args):
     try:
-        _, text = http_get(args, "/metrics", args.request_timeout)
+        dummy, text = http_get(args, "/metrics", args.request_timeout)
     except Exception as exc:  # pylint: disable=broad-except
         return {"exposed": False, "reason": "/metrics: %s" % _describe_error(exc)}
     name, value = parse_metric_sum(text)
@@ -829,7 +834,7 @@ def scrape_hits(args):
 
 def build_prompt(nonce, words, question):
     rng = random.Random(20240917)
-    body = " ".join(rng.choice(PROMPT_WORDS) for _ in range(max(words, 1)))
+    body = " ".join(rng.choice(PROMPT_WORDS) for dummy in range(max(words, 1)))
     return "Request %s.\n%s\n%s" % (nonce, body, question)
 
 
@@ -879,7 +884,7 @@ def wait_healthy(args, timeout):
     last = "not tried"
     while time.monotonic() < deadline:
         try:
-            status, _ = http_get(args, "/health", min(10.0, args.request_timeout))
+            status, dummy = http_get(args, "/health", min(10.0, args.request_timeout))
             if status == 200:
                 return True, "healthy"
             last = "HTTP %d" % status
@@ -895,13 +900,13 @@ def tier_serving(args, ctx):
     if not args.endpoint:
         return "skip", "no --endpoint given", figures
     try:
-        status, _ = http_get(args, "/health", args.request_timeout)
+        status, dummy = http_get(args, "/health", args.request_timeout)
         figures["health"] = status
     except Exception as exc:  # pylint: disable=broad-except
         return "fail", "health check %s/health failed: %s" % (
             args.endpoint.rstrip("/"), _describe_error(exc)), figures
     try:
-        _, text = http_get(args, "/v1/models", args.request_timeout)
+        dummy, text = http_get(args, "/v1/models", args.request_timeout)
         models = [m.get("id") for m in json.loads(text).get("data", [])]
     except Exception as exc:  # pylint: disable=broad-except
         return "fail", "/v1/models failed: %s" % _describe_error(exc), figures
@@ -1057,15 +1062,15 @@ def format_table(report):
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["%s  %s" % ("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])),
                          row[4]) for row in rows]
-    lines.append("node %s (%s): %s" % (report["node"], report["device"],
-                                      report["overall"].upper()))
+    lines.append("node %s (%s): %s" % (
+        report["node"], report["device"], report["overall"].upper()))
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="gaudi_validate.py",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__.split("\n\n", maxsplit=1)[0],
         epilog=("Tiers: %s. Exit 0: no required tier failed; 1: a required tier failed; "
                 "2: bad arguments. A skipped tier never fails the run." % ", ".join(TIERS)),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

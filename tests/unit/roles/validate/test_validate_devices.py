@@ -58,27 +58,27 @@ def test_hpu_through_fake_hl_smi_matches_expected(tmp_path):
 
 
 def test_hpu_count_below_expected_fails(tmp_path):
-    rc, tier, _ = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, "--expected-devices", "8",
-                           env={"FAKE_HL_SMI_COUNT": "6"})
+    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, "--expected-devices", "8",
+                               env={"FAKE_HL_SMI_COUNT": "6"})
     assert rc == 1 and tier["status"] == "fail"
     assert "6 x HL-325L" in tier["reason"] and "expected 8" in tier["reason"]
 
 
 def test_hl_smi_error_exit_is_a_failed_tier(tmp_path):
-    rc, tier, _ = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"FAKE_HL_SMI_FAIL": "1"})
+    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"FAKE_HL_SMI_FAIL": "1"})
     assert rc == 1 and tier["status"] == "fail"
     assert "exited 1" in tier["reason"] and "failed to open device" in tier["reason"]
 
 
 def test_hl_smi_garbage_is_a_failed_tier(tmp_path):
-    rc, tier, _ = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI,
-                           env={"FAKE_HL_SMI_GARBAGE": "1"})
+    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI,
+                               env={"FAKE_HL_SMI_GARBAGE": "1"})
     assert rc == 1 and "unexpected hl-smi CSV line" in tier["reason"]
 
 
 def test_hl_smi_absent_with_forced_hpu_fails_with_reason(tmp_path):
-    rc, tier, _ = _devices(tmp_path, "--device", "hpu", "--hl-smi",
-                           str(tmp_path / "no-such-hl-smi"))
+    rc, tier, dummy = _devices(tmp_path, "--device", "hpu", "--hl-smi",
+                               str(tmp_path / "no-such-hl-smi"))
     assert rc == 1 and tier["status"] == "fail"
     assert "hl-smi not found" in tier["reason"]
 
@@ -87,10 +87,10 @@ def test_no_accelerator_skips_or_fails_on_expectation(monkeypatch):
     monkeypatch.setattr(gv.glob, "glob", lambda pattern: [])
     args = gv.parse_args(["--hl-smi", "/nonexistent/hl-smi"])
     ctx = {"device": "none", "device_how": "nothing found"}
-    status, reason, _ = gv.tier_devices(args, ctx)
+    status, reason, dummy = gv.tier_devices(args, ctx)
     assert status == "skip" and "no accelerator" in reason
     args = gv.parse_args(["--expected-devices", "8"])
-    status, reason, _ = gv.tier_devices(args, ctx)
+    status, reason, dummy = gv.tier_devices(args, ctx)
     assert status == "fail" and "expected 8 accelerators" in reason
 
 
@@ -126,7 +126,7 @@ def test_kv_offload_threshold_fails():
     pytest.importorskip("torch")
     args = gv.parse_args(["--device", "cpu", "--chunk-bytes", "1048576", "--kv-iterations", "2",
                           "--kv-min-gbps", "1e9"])
-    status, reason, _ = gv.tier_kv_offload(args, {"device": "cpu", "device_how": "forced"})
+    status, reason, dummy = gv.tier_kv_offload(args, {"device": "cpu", "device_how": "forced"})
     assert status == "fail" and "below" in reason
 
 
@@ -135,11 +135,11 @@ def test_kv_offload_without_torch_skips(monkeypatch):
     monkeypatch.setattr(gv.importlib.util, "find_spec",
                         lambda name, *a: None if name == "torch" else real(name, *a))
     args = gv.parse_args(["--device", "cuda"])
-    status, reason, _ = gv.tier_kv_offload(args, {"device": "cuda", "device_how": "forced"})
+    status, reason, dummy = gv.tier_kv_offload(args, {"device": "cuda", "device_how": "forced"})
     assert status == "skip" and "torch is not importable" in reason
 
 
 def test_kv_offload_without_device_skips():
     args = gv.parse_args([])
-    status, reason, _ = gv.tier_kv_offload(args, {"device": "none", "device_how": "none seen"})
+    status, reason, dummy = gv.tier_kv_offload(args, {"device": "none", "device_how": "none seen"})
     assert status == "skip" and "--device cpu" in reason

@@ -52,16 +52,16 @@ def test_report_matches_schema_and_table(tmp_path, endpoint):
 
 
 def test_failing_required_tier_exits_1(tmp_path, endpoint):
-    rc, report, _ = full_run(tmp_path, endpoint, "--required", "devices",
-                             "--expected-devices", "16")
+    rc, report, dummy = full_run(tmp_path, endpoint, "--required", "devices",
+                                 "--expected-devices", "16")
     jsonschema.Draft7Validator(lib.schema()).validate(report)
     assert rc == 1 and report["overall"] == "fail"
     assert report["failed_required_tiers"] == ["devices"]
 
 
 def test_failing_optional_tier_exits_0(tmp_path, endpoint):
-    rc, report, _ = full_run(tmp_path, endpoint, "--required", "storage",
-                             "--expected-devices", "16")
+    rc, report, dummy = full_run(tmp_path, endpoint, "--required", "storage",
+                                 "--expected-devices", "16")
     assert rc == 0 and report["tiers"]["devices"]["status"] == "fail"
     assert report["tiers"]["devices"]["required"] is False
 
@@ -82,7 +82,7 @@ def test_failure_paths_make_a_valid_report(tmp_path):
 
 
 def test_schema_rejects_bad_reports(tmp_path, endpoint):
-    _, report, _ = full_run(tmp_path, endpoint)
+    dummy, report, dummy = full_run(tmp_path, endpoint)
     validator = jsonschema.Draft7Validator(lib.schema())
     bad = copy.deepcopy(report)
     bad["tiers"]["storage"]["status"] = "ok"
@@ -102,9 +102,9 @@ def test_help_and_bad_arguments():
     for flag in ("--device", "--venv", "--storage-path", "--visibility-expect", "--endpoint",
                  "--prompt-tokens", "--speedup-threshold", "--restart-command", "--tp"):
         assert flag in proc.stdout
-    rc, _, _, stderr = lib.run_script(["--tiers", "gpu"])
+    rc, dummy, dummy, stderr = lib.run_script(["--tiers", "gpu"])
     assert rc == 2 and "unknown tier" in stderr
-    rc, _, _, stderr = lib.run_script(["--visibility-write", "../escape"])
+    rc, dummy, dummy, stderr = lib.run_script(["--visibility-write", "../escape"])
     assert rc == 2
 
 

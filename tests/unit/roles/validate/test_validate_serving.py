@@ -57,30 +57,30 @@ def test_cold_prompt_is_unique_per_run(server):
 
 
 def test_no_speedup_fails_with_figures(server):
-    _, url = server(cold_delay=0.05, warm_delay=0.05)
+    dummy, url = server(cold_delay=0.05, warm_delay=0.05)
     status, reason, figs = serving(url)
     assert status == "fail" and "below 5.00x" in reason
     assert figs["speedup"] < 5
 
 
 def test_metrics_not_exposed_is_reported_not_failed(server):
-    _, url = server(metrics=False)
+    dummy, url = server(metrics=False)
     status, reason, figs = serving(url)
     assert status == "pass", reason
     assert figs["lmcache_hits"]["exposed"] is False and "404" in figs["lmcache_hits"]["reason"]
-    status, reason, _ = serving(url, "--require-lmcache-hits")
+    status, reason, dummy = serving(url, "--require-lmcache-hits")
     assert status == "fail" and "not exposed" in reason
 
 
 def test_unknown_model_fails(server):
-    _, url = server()
-    status, reason, _ = serving(url, "--model", "meta-llama/Llama-3.1-70B")
+    dummy, url = server()
+    status, reason, dummy = serving(url, "--model", "meta-llama/Llama-3.1-70B")
     assert status == "fail" and "not served" in reason
 
 
 def test_unhealthy_fails(server):
-    _, url = server(health_status=503)
-    status, reason, _ = serving(url)
+    dummy, url = server(health_status=503)
+    status, reason, dummy = serving(url)
     assert status == "fail" and "HTTP 503" in reason
 
 
@@ -89,14 +89,14 @@ def test_unreachable_endpoint_fails_with_reason():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens on this port now
-    status, reason, _ = serving("http://127.0.0.1:%d" % port)
+    status, reason, dummy = serving("http://127.0.0.1:%d" % port)
     assert status == "fail" and "health check" in reason and "refused" in reason.lower()
 
 
 def test_timeout_fails_with_reason(server):
-    _, url = server(hang_s=3)
+    dummy, url = server(hang_s=3)
     args = ["--request-timeout", "0.5"]
-    status, reason, _ = serving(url, *args)
+    status, reason, dummy = serving(url, *args)
     assert status == "fail" and "timed out" in reason
 
 
@@ -111,7 +111,7 @@ def test_restart_check_passes_when_cache_survives(server, tmp_path):
 
 
 def test_restart_command_failure_fails(server):
-    _, url = server()
+    dummy, url = server()
     cmd = "%s -c 'import sys; sys.exit(3)'" % sys.executable
     status, reason, figs = serving(url, "--restart-command", cmd)
     assert status == "fail" and "restart command exited 3" in reason

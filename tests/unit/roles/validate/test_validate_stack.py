@@ -56,7 +56,7 @@ def stack(args, device="cpu"):
 def test_versions_read_from_metadata_without_import(tmp_path):
     venv, site = make_venv(tmp_path)
     out = str(tmp_path / "r.json")
-    rc, report, _, stderr = lib.run_script(
+    rc, report, dummy, stderr = lib.run_script(
         ["--tiers", "stack", "--required", "stack", "--venv", str(venv), "--output", out,
          "--patch-module", str(tmp_path / "absent.py")],
         env={"PYTHONPATH": str(site)})
@@ -70,35 +70,35 @@ def test_versions_read_from_metadata_without_import(tmp_path):
 
 
 def test_missing_required_package_fails(tmp_path):
-    venv, _ = make_venv(tmp_path, with_lmcache=False)
+    venv, dummy = make_venv(tmp_path, with_lmcache=False)
     status, reason, figs = stack(["--venv", str(venv), "--patch-check", "off"])
     assert status == "fail" and "missing package(s): lmcache" in reason
     assert figs["packages"]["lmcache"] is None
 
 
 def test_venv_without_site_packages_fails(tmp_path):
-    status, reason, _ = stack(["--venv", str(tmp_path)])
+    status, reason, dummy = stack(["--venv", str(tmp_path)])
     assert status == "fail" and "site-packages" in reason
 
 
 def test_no_venv_skips():
-    status, reason, _ = stack([])
+    status, reason, dummy = stack([])
     assert status == "skip" and "--venv" in reason
 
 
 def test_patch_module_absent_is_reported_as_skipped(tmp_path):
-    venv, _ = make_venv(tmp_path)
-    status, _, figs = stack(["--venv", str(venv), "--patch-module", str(tmp_path / "nope.py")],
-                            device="hpu")
+    venv, dummy = make_venv(tmp_path)
+    status, dummy, figs = stack(["--venv", str(venv), "--patch-module", str(tmp_path / "nope.py")],
+                                device="hpu")
     assert status == "pass"
     assert figs["patch"]["status"] == "skip"
     assert "lmcache_hpu_patch.py is not installed" in figs["patch"]["reason"]
 
 
 def test_patch_module_absent_with_require_fails(tmp_path):
-    venv, _ = make_venv(tmp_path)
-    status, reason, _ = stack(["--venv", str(venv), "--patch-check", "require",
-                               "--patch-module", str(tmp_path / "nope.py")])
+    venv, dummy = make_venv(tmp_path)
+    status, reason, dummy = stack(["--venv", str(venv), "--patch-check", "require",
+                                   "--patch-module", str(tmp_path / "nope.py")])
     assert status == "fail" and "patch state unknown" in reason
 
 
@@ -112,18 +112,18 @@ PATCHABLE = '''
 
 
 def test_patchable_fails_on_hpu_but_is_only_reported_elsewhere(tmp_path):
-    venv, _ = make_venv(tmp_path)
+    venv, dummy = make_venv(tmp_path)
     module = write_classifier(tmp_path, PATCHABLE)
     status, reason, figs = stack(["--venv", str(venv), "--patch-module", module], device="hpu")
     assert status == "fail" and "patchable" in reason and "slot_mapping" in reason
     assert figs["patch"]["patch_needed"] is True and figs["patch"]["required"] is True
-    status, _, figs = stack(["--venv", str(venv), "--patch-module", module], device="cuda")
+    status, dummy, figs = stack(["--venv", str(venv), "--patch-module", module], device="cuda")
     assert status == "pass" and figs["patch"]["status"] == "fail"
     assert figs["patch"]["required"] is False
 
 
 def test_patched_passes_and_is_summarised(tmp_path):
-    venv, _ = make_venv(tmp_path)
+    venv, dummy = make_venv(tmp_path)
     module = write_classifier(tmp_path, PATCHABLE.replace('"patchable"', '"patched"').replace(
         "True", "False"))
     status, reason, figs = stack(["--venv", str(venv), "--patch-module", module], device="hpu")
@@ -132,11 +132,11 @@ def test_patched_passes_and_is_summarised(tmp_path):
 
 
 def test_classifier_that_raises_is_a_reason_not_a_traceback(tmp_path):
-    venv, _ = make_venv(tmp_path)
+    venv, dummy = make_venv(tmp_path)
     module = write_classifier(tmp_path, "def classify(sp):\n    raise RuntimeError('boom')\n")
     status, reason, figs = stack(["--venv", str(venv), "--patch-module", module], device="hpu")
     assert status == "fail" and "RuntimeError: boom" in reason
     broken = write_classifier(tmp_path, "import no_such_module_xyz\n")
-    status, _, figs = stack(["--venv", str(venv), "--patch-module", broken,
-                             "--patch-check", "report"], device="hpu")
+    status, dummy, figs = stack(["--venv", str(venv), "--patch-module", broken,
+                                 "--patch-check", "report"], device="hpu")
     assert status == "pass" and "ModuleNotFoundError" in figs["patch"]["reason"]

@@ -71,19 +71,19 @@ def test_missing_mount_options_fail_by_name(tmp_path):
 
 
 def test_path_on_root_fs_fails_fstype(tmp_path):
-    status, reason, _ = storage(["--storage-path", str(tmp_path), "--storage-fstype", "nfs4",
-                                 "--mounts-file", mounts_for(tmp_path, "/elsewhere")])
+    status, reason, dummy = storage(["--storage-path", str(tmp_path), "--storage-fstype", "nfs4",
+                                     "--mounts-file", mounts_for(tmp_path, "/elsewhere")])
     assert status == "fail" and "expected fstype nfs4" in reason
 
 
 def test_missing_path_fails(tmp_path):
-    status, reason, _ = storage(["--storage-path", str(tmp_path / "not-mounted")])
+    status, reason, dummy = storage(["--storage-path", str(tmp_path / "not-mounted")])
     assert status == "fail" and "does not exist" in reason
 
 
 def test_unreadable_mounts_table_fails(tmp_path):
-    status, reason, _ = storage(["--storage-path", str(tmp_path),
-                                 "--mounts-file", str(tmp_path / "none")])
+    status, reason, dummy = storage(["--storage-path", str(tmp_path),
+                                     "--mounts-file", str(tmp_path / "none")])
     assert status == "fail" and "cannot read" in reason
 
 
@@ -92,8 +92,8 @@ def test_no_path_skips():
 
 
 def test_read_threshold_fails(tmp_path):
-    status, reason, _ = storage(["--storage-path", str(tmp_path), "--storage-files", "1",
-                                 "--chunk-bytes", str(MIB), "--storage-min-read-gbps", "1e6"])
+    status, reason, dummy = storage(["--storage-path", str(tmp_path), "--storage-files", "1",
+                                     "--chunk-bytes", str(MIB), "--storage-min-read-gbps", "1e6"])
     assert status == "fail" and "read" in reason and "below" in reason
 
 

@@ -1,18 +1,35 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared helpers for the validate role's unit tests (loaded by file path, not a package)."""
 
+import atexit
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
 SCRIPT = os.path.join(ROOT, "roles", "validate", "files", "gaudi_validate.py")
 SCHEMA = os.path.join(ROOT, "roles", "validate", "files", "report.schema.json")
-FAKE_HL_SMI = os.path.join(HERE, "validate_fake_hl_smi.py")
+FAKE_HL_SMI_PY = os.path.join(HERE, "validate_fake_hl_smi.py")
 TEST_DOUBLE = os.path.join(HERE, "validate_openai_test_double.py")
+
+
+def _make_fake_hl_smi():
+    """An executable 'hl-smi' that runs the hl-smi STAND-IN with this interpreter."""
+    directory = tempfile.mkdtemp(prefix="validate-fake-hl-smi-")
+    atexit.register(shutil.rmtree, directory, True)
+    path = os.path.join(directory, "hl-smi")
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FAKE_HL_SMI_PY))
+    os.chmod(path, 0o755)
+    return path
+
+
+FAKE_HL_SMI = _make_fake_hl_smi()
 
 
 def load(path, name):
