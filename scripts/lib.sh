@@ -7,6 +7,7 @@ CACHE_DIR="${GVL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gaudi-vllm-lmcache}"
 VENV="${GVL_VENV:-$ROOT/.venv}"
 IMAGE_REPO="${GVL_IMAGE_REPO:-gaudi-vllm-lmcache/debian12-systemd}"
 mkdir -p "$CACHE_DIR"
+export GVL_CACHE_DIR="$CACHE_DIR"
 
 header() {
   printf '\n\033[1m==================== %s ====================\033[0m\n' "$*"
