@@ -46,14 +46,14 @@ def timeit(fn, device, iters):
     fn()
     sync(device)
     t0 = time.perf_counter()
-    for _ in range(iters):
+    for _iteration in range(iters):
         fn()
     sync(device)
     return (time.perf_counter() - t0) / iters
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "hpu"])
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--tokens", type=int, default=256)
@@ -75,7 +75,7 @@ def main(argv=None):
     g = torch.Generator().manual_seed(0)
     shape = (a.num_blocks, a.block_size, a.kv_heads, a.head_size)
     caches = [(torch.randn(shape, generator=g).to(dtype).to(dev),
-               torch.randn(shape, generator=g).to(dtype).to(dev)) for _ in range(a.layers)]
+               torch.randn(shape, generator=g).to(dtype).to(dev)) for _layer in range(a.layers)]
     slot_mapping = torch.randperm(slots_total, generator=g)[: a.tokens].to(dev)
     conn = kt.VLLMPagedMemHPUConnectorV2(width, a.layers, device=dev)
     mem = types.SimpleNamespace(
@@ -106,7 +106,10 @@ def main(argv=None):
     t_from = timeit(from_gpu, dev, a.iters)
     t_to = timeit(to_gpu, dev, a.iters)
     t_copy = timeit(lambda: dst.copy_(src), dev, a.iters)
-    gbs = lambda t: nbytes / t / 1e9  # noqa: E731
+
+    def gbs(seconds):
+        return nbytes / seconds / 1e9
+
     print("device=%s torch=%s chunk=%d tokens x %d layers x %d hidden bf16 = %.1f MiB, iters=%d"
           % (dev, torch.__version__, a.tokens, a.layers, width, nbytes / 2**20, a.iters))
     print("round trip: exact")

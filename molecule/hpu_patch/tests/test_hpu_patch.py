@@ -4,7 +4,6 @@ The last test reverts through the module and checks every file of the installed
 package against the sha256 in the wheel's RECORD (byte-exact revert), then re-applies.
 """
 
-import base64
 import json
 import os
 

@@ -53,7 +53,7 @@ def wheel_path(version):
         return found[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
            "--disable-pip-version-check", "lmcache==%s" % version, "-d", d]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900, check=False)
     found = sorted(glob.glob(os.path.join(d, "lmcache-%s-*.whl" % version))
                    + glob.glob(os.path.join(d, "lmcache-%s.tar.gz" % version)))
     if found:

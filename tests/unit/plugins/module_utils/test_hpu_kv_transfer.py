@@ -36,7 +36,7 @@ def paged_caches(layers, dtype, seed):
     return [
         (torch.randn(NUM_BLOCKS, BLOCK, HEADS, HEAD, generator=g).to(dtype),
          torch.randn(NUM_BLOCKS, BLOCK, HEADS, HEAD, generator=g).to(dtype))
-        for _ in range(layers)
+        for _layer in range(layers)
     ]
 
 
@@ -169,7 +169,7 @@ def test_cuda_layout_single_tensor_per_layer_accepted():
 
 def test_mla_round_trip_sets_mla_format():
     g = torch.Generator().manual_seed(21)
-    layers = [torch.randn(NUM_BLOCKS, BLOCK, 24, generator=g).to(torch.bfloat16) for _ in range(3)]
+    layers = [torch.randn(NUM_BLOCKS, BLOCK, 24, generator=g).to(torch.bfloat16) for _layer in range(3)]
     sm = slot_mapping(18, 2, seed=22)
     conn = kt.VLLMPagedMemHPUConnectorV2(24, 3, use_mla=True, device="cpu")
     assert tuple(conn.get_shape(16)) == (1, 3, 16, 24)

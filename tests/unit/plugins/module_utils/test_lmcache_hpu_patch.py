@@ -207,8 +207,9 @@ def test_compile_failure_leaves_install_untouched(tmp_path, monkeypatch):
     site = W.make_site("0.3.9", str(tmp_path / "site"))
     before = W.tree_digest(site)
     broken = dict(hp.SHAPES["adapter_cuda"])
-    broken[hp.ADAPTER] = broken[hp.ADAPTER] + [("        _gvl_mark_step()  # gaudi.vllm_lmcache hpu_patch\n",
-                                                 "        _gvl_mark_step(  # gaudi.vllm_lmcache hpu_patch\n", 2)]
+    breaking_op = ("        _gvl_mark_step()  # gaudi.vllm_lmcache hpu_patch\n",
+                   "        _gvl_mark_step(  # gaudi.vllm_lmcache hpu_patch\n", 2)
+    broken[hp.ADAPTER] = broken[hp.ADAPTER] + [breaking_op]
     monkeypatch.setitem(hp.SHAPES, "adapter_cuda", broken)
     with pytest.raises(hp.PatchError) as exc:
         hp.run(site, "present", connector_source=CONNECTOR)
