@@ -16,7 +16,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-hl_smi="$root/molecule/habana_driver/standin/hl-smi"
+hl_smi="$root/molecule/habana_driver/standin/hl_smi_standin.py"
 suite="${HABANA_STANDIN_SUITE:-jammy}"
 # version:fw release pairs; stand-in values, not the vendor's firmware numbers
 versions="${HABANA_STANDIN_VERSIONS:-1.22.0-740:61.3.2 1.22.2-32:61.5.0}"
@@ -90,10 +90,10 @@ for pair in $versions; do
     case "$pkg" in
       habanalabs-firmware-tools)
         mkdir -p "$dir/usr/bin"
-        sed -e "s/@DRIVER_VERSION@/$release-$sha/" \
+        { echo '#!/usr/bin/python3'; cat "$hl_smi"; } | sed -e "s/@DRIVER_VERSION@/$release-$sha/" \
             -e "s/@HL_SMI_VERSION@/hl-$release-fw-$fw.1/" \
             -e "s/@SPI_VERSION@/Preboot version hl-gaudi3-$release-fw-$fw-sec-9 (Jun 12 2025 - 10:11:12)/" \
-            "$hl_smi" > "$dir/usr/bin/hl-smi"
+            > "$dir/usr/bin/hl-smi"
         chmod 0755 "$dir/usr/bin/hl-smi" ;;
       habanalabs-dkms)
         mkdir -p "$dir/usr/src/habanalabs-$release"

@@ -12,7 +12,7 @@ module: hl_smi_info
 short_description: Report Intel Gaudi devices, driver and firmware versions from hl-smi
 version_added: 0.1.0
 author:
-  - gaudi.vllm_lmcache contributors
+  - gaudi.vllm_lmcache maintainers (@gaudi-vllm-lmcache)
 description:
   - Runs C(hl-smi -Q <fields> -f csv) and returns one entry per Gaudi device (index,
     module ID, name, PCI bus ID, driver version, memory in bytes, temperature, power,

@@ -8,7 +8,6 @@ the stand-in habanalabs-firmware-tools, and the PCI devices are a fake sysfs tre
 import json
 import os
 import re
-import subprocess
 
 import testinfra.utils.ansible_runner
 

@@ -12,7 +12,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gaudi.vllm_lmcache.plugins.modules import hl_smi_info
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-STANDIN_HL_SMI = os.path.join(ROOT, 'molecule', 'habana_driver', 'standin', 'hl-smi')
+STANDIN_HL_SMI = os.path.join(ROOT, 'molecule', 'habana_driver', 'standin', 'hl_smi_standin.py')
 
 CSV = """\
 index, module_id, name, bus_id, driver_version, uuid, memory.total [MiB], memory.used [MiB], memory.free [MiB], temperature.aip, power.draw, utilization.aip
@@ -141,7 +141,8 @@ def test_malformed_line_is_a_warning(tmp_path, capsys, monkeypatch):
 @pytest.mark.skipif(not os.path.exists('/usr/bin/python3'), reason='the stand-in hl-smi runs /usr/bin/python3')
 def test_standin_hl_smi_agrees_with_the_parser(tmp_path, capsys, monkeypatch):
     """The stand-in hl-smi of the Molecule scenario prints what the parsers read."""
-    text = open(STANDIN_HL_SMI).read()
+    with open(STANDIN_HL_SMI) as handle:
+        text = '#!/usr/bin/python3\n' + handle.read()
     text = (text.replace('@DRIVER_VERSION@', '1.22.2-1a2b3c4')
                 .replace('@HL_SMI_VERSION@', 'hl-1.22.2-fw-61.5.0.1')
                 .replace('@SPI_VERSION@', 'Preboot version hl-gaudi3-1.22.2-fw-61.5.0-sec-9 (x)'))

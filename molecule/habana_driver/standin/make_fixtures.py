@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Pack the STAND-IN fixtures of the habana_driver Molecule scenario into one tarball.
 
 The tarball is unpacked at / in the test container and holds:
@@ -11,7 +10,7 @@ The tarball is unpacked at / in the test container and holds:
   etc/habanalabs-standin/devices
                              the device count the stand-in hl-smi reports
 
-Usage: make-fixtures.py REPO_TARBALL DEVICE_COUNT OUTPUT_TARBALL
+Usage: python3 make_fixtures.py REPO_TARBALL DEVICE_COUNT OUTPUT_TARBALL
 """
 
 import io

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # STAND-IN for Intel Gaudi hl-smi, used only by the Molecule scenario habana_driver.
 # It is shipped in the stand-in habanalabs-firmware-tools package of the scenario's local
 # repository. It talks to no hardware: it prints the output formats of the real hl-smi
