@@ -21,8 +21,11 @@ subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)
 PY
 done
 
-dest="$CACHE_DIR/sanity/ansible_collections/gaudi/vllm_lmcache"
-rm -rf "$dest"
+# A fresh copy per run, so concurrent runs do not share a tree.
+mkdir -p "$CACHE_DIR/sanity"
+tree="$(mktemp -d "$CACHE_DIR/sanity/run.XXXXXX")"
+trap 'rm -rf "$tree"' EXIT
+dest="$tree/ansible_collections/gaudi/vllm_lmcache"
 mkdir -p "$dest"
 cd "$ROOT"
 git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
