@@ -19,8 +19,12 @@ venv: ## Create or update the control-node virtualenv (.venv) from requirements-
 docker: ## Install (if missing) and start the Docker engine with no bridge network
 	@bash scripts/docker.sh
 
+.PHONY: host-deps
+host-deps: ## Install the host packages the tests need (mmdebstrap, qemu, gnupg, dpkg-dev, ssh)
+	@bash scripts/host-deps.sh
+
 .PHONY: image
-image: docker ## Build (once) and cache the Debian 12 systemd base image for Molecule
+image: docker host-deps ## Build (once) and cache the Debian 12 systemd base image for Molecule
 	@bash scripts/image.sh
 
 .PHONY: lint
@@ -39,6 +43,14 @@ unit: venv ## pytest on tests/unit
 .PHONY: molecule
 molecule: venv image ## Molecule scenarios: all, or one with SCENARIO=name
 	@bash scripts/molecule.sh $(SCENARIO)
+
+.PHONY: lab
+lab: venv image ## Local lab: 3 containers (2 stand-in Gaudi nodes, 1 prefill node), site.yml, validation summary
+	@bash scripts/lab.sh up
+
+.PHONY: lab-down
+lab-down: ## Remove the lab containers and the lab state
+	@bash scripts/lab.sh down
 
 .PHONY: build
 build: venv ## Build the collection tarball and install it offline into a temp path

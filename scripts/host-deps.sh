@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test harness needs on the control node, when missing:
+# image and VM builds (mmdebstrap, qemu), the signed stand-in repository (gnupg, dpkg-dev),
+# ssh to the test VMs.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+declare -A need=(
+  [mmdebstrap]=mmdebstrap
+  [gpg]=gnupg
+  [dpkg-scanpackages]=dpkg-dev
+  [qemu-system-x86_64]=qemu-system-x86
+  [qemu-img]=qemu-utils
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [curl]=curl
+)
+missing=()
+for tool in "${!need[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${need[$tool]}")
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "Installing host packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "Host packages present"
+fi
