@@ -23,6 +23,8 @@ activate_venv() {
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
   export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
+  # Fewer round trips per task over the docker connection and ssh.
+  export ANSIBLE_PIPELINING="${ANSIBLE_PIPELINING:-True}"
   export PY_COLORS="${PY_COLORS:-0}" ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
   link_collection
 }
