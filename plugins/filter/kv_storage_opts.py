@@ -161,10 +161,12 @@ def proc_mount(proc_mounts, path, exact=True):
     }
 
 
-def opts_diff(desired, actual, keys=None):
+def opts_diff(desired, actual, keys=None, ignore_unset=False):
     """Names of options whose values differ between two option sets.
 
     Both sides may be strings or dictionaries. With ``keys`` only those names are compared.
+    With ``ignore_unset`` names the desired side does not set are skipped (the kernel lists
+    defaults such as ``proto=tcp`` that nobody asked for).
     ``vers`` compares by major version when the desired value has no minor part (a
     requested ``vers=4`` may negotiate 4.2).
     """
@@ -175,6 +177,8 @@ def opts_diff(desired, actual, keys=None):
     for name in names:
         a = want.get(name)
         b = have.get(name)
+        if ignore_unset and (a is None or a is False):
+            continue
         if a is False:
             a = None
         if b is False:

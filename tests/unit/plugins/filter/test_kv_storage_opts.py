@@ -96,6 +96,16 @@ def test_opts_diff():
     assert f.opts_diff('hard,vers=3', 'vers=3,soft') == ['hard', 'soft']
 
 
+def test_opts_diff_ignore_unset_skips_kernel_defaults():
+    live = f.proc_mount(PROC_MOUNTS, '/mnt/kvcache')['opts']
+    desired = 'vers=4.2,nconnect=8,hard'
+    # proto=tcp is listed by the kernel but not requested: not drift
+    assert f.opts_diff(desired, live, ['vers', 'proto']) == ['proto']
+    assert f.opts_diff(desired, live, ['vers', 'proto'], ignore_unset=True) == []
+    assert f.opts_diff('vers=4.2,proto=rdma', live, ['vers', 'proto'], ignore_unset=True) == ['proto']
+    assert f.opts_diff('vers=3', live, ['vers', 'proto'], ignore_unset=True) == ['vers']
+
+
 def test_filter_module_exports():
     names = set(f.FilterModule().filters())
     assert names == {'kv_storage_opts', 'kv_storage_parse_opts', 'kv_storage_proc_mount', 'kv_storage_opts_diff'}
