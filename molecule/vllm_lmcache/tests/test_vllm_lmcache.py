@@ -151,3 +151,12 @@ def test_exposure_score(host, name):
     score = float(match.group(1))
     print("\nsystemd-analyze security vllm@%s.service: exposure %.1f" % (name, score))
     assert score <= 3.0, out
+
+
+def test_lmcache_hpu_patch_applied(host):
+    """The node is in gaudi_nodes, so the lmcache role ran gaudi.vllm_lmcache.lmcache_hpu_patch
+    on the real LMCache 0.4.2 files in the virtualenv."""
+    site = host.check_output("%s/bin/python -c \"import sysconfig; print(sysconfig.get_paths()['purelib'])\"" % VENV)
+    adapter = host.file(site + "/lmcache/integration/vllm/vllm_v1_adapter.py")
+    assert "gaudi.vllm_lmcache" in adapter.content_string
+    assert host.file(site + "/lmcache/v1/gaudi_hpu_connector.py").exists
