@@ -16,7 +16,7 @@ suite="${GVL_VM_SUITE:-bookworm}"
 mirror="${GVL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 size="${GVL_VM_DISK_SIZE:-3G}"
 packages="systemd,systemd-sysv,udev,python3,python3-apt,openssh-server,nfs-kernel-server,nfs-common,linux-image-cloud-amd64,initramfs-tools,iproute2,kmod,procps"
-recipe_version=2
+recipe_version=3
 key="$(printf '%s|%s|%s|%s|v%s' "$suite" "$mirror" "$packages" "$size" "$recipe_version" | sha256sum | cut -c1-12)"
 dir="$CACHE_DIR/vm/$key"
 
@@ -59,6 +59,8 @@ mmdebstrap --quiet --variant=minbase --include="$packages" \
   --customize-hook="mkdir -p \"\$1/root/.ssh\" && cp '$dir/id_ed25519.pub' \"\$1/root/.ssh/authorized_keys\" && chmod 700 \"\$1/root/.ssh\" && chmod 600 \"\$1/root/.ssh/authorized_keys\"" \
   --customize-hook='chroot "$1" systemctl enable systemd-networkd ssh >/dev/null 2>&1' \
   --customize-hook='chroot "$1" systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service >/dev/null 2>&1 || true' \
+  --customize-hook='chroot "$1" systemctl mask getty.target getty-static.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount fstrim.timer e2scrub_all.timer man-db.timer >/dev/null 2>&1 || true' \
+  --customize-hook='printf "MODULES=list\n" > "$1/etc/initramfs-tools/conf.d/gvl-small.conf" && printf "virtio_pci\nvirtio_blk\n" >> "$1/etc/initramfs-tools/modules" && chroot "$1" update-initramfs -u -k all >/dev/null' \
   --customize-hook='rm -f "$1/etc/machine-id"; : > "$1/etc/machine-id"' \
   "$suite" "$work/root" "$mirror"
 

@@ -8,6 +8,7 @@
 # until SSH answers and prints one JSON object (name, address, port, user, identity_file, pid,
 # boot_s) on the last line. Console output: STATE_DIR/NAME.console. Stop it with vm-down.sh.
 # KVM is not used: on the machines this is written for, /dev/kvm guests hang, TCG works.
+# mitigations=off: page-table isolation makes every syscall expensive under TCG.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -37,7 +38,7 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 started=$SECONDS
 qemu-system-x86_64 -accel tcg -m "$mem" -smp "$cpus" -name "$name" \
   -kernel "$image_dir/vmlinuz" -initrd "$image_dir/initrd.img" \
-  -append "console=ttyS0 root=/dev/vda rw net.ifnames=0 quiet" \
+  -append "console=ttyS0 root=/dev/vda rw net.ifnames=0 quiet mitigations=off" \
   -drive "file=$overlay,format=qcow2,if=virtio" \
   -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=n0 \
   -display none -serial "file:$console" -monitor none \
