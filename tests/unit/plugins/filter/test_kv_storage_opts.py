@@ -6,12 +6,14 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.gaudi.vllm_lmcache.plugins.filter import kv_storage_opts as f
 
-PROC_MOUNTS = """\
-overlay / overlay rw,relatime,lowerdir=/a,upperdir=/b 0 0
-proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
-127.0.0.1:/srv/kvcache /mnt/kvcache nfs4 rw,nosuid,nodev,noatime,vers=4.2,rsize=1048576,wsize=1048576,namlen=255,hard,proto=tcp,nconnect=8,port=0,timeo=600,retrans=2,sec=sys,clientaddr=127.0.0.1,lookupcache=pos,local_lock=none,addr=127.0.0.1 0 0
-10.0.0.1:/vast /mnt/with\\040space nfs rw,vers=3,rsize=524288,wsize=524288,hard,proto=tcp,port=2049 0 0
-"""
+PROC_MOUNTS = (
+    "overlay / overlay rw,relatime,lowerdir=/a,upperdir=/b 0 0\n"
+    "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n"
+    "127.0.0.1:/srv/kvcache /mnt/kvcache nfs4 rw,nosuid,nodev,noatime,vers=4.2,rsize=1048576,wsize=1048576,"
+    "namlen=255,hard,proto=tcp,nconnect=8,port=0,timeo=600,retrans=2,sec=sys,clientaddr=127.0.0.1,"
+    "lookupcache=pos,local_lock=none,addr=127.0.0.1 0 0\n"
+    "10.0.0.1:/vast /mnt/with\\040space nfs rw,vers=3,rsize=524288,wsize=524288,hard,proto=tcp,port=2049 0 0\n"
+)
 
 
 def test_canonical_order_is_independent_of_input_order():
