@@ -49,8 +49,8 @@ start_node() {
 }
 
 wait_for_systemd() {
-  local name="$1" state=""
-  for _try in $(seq 1 60); do
+  local name="$1" state="" try
+  for ((try = 0; try < 60; try++)); do
     state="$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)"
     case "$state" in
       running | degraded) return 0 ;;
