@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark (not a timed test): bytes fetched from the upstream index when N nodes install
 the serving stack, with and without the shared wheelhouse.
@@ -97,7 +96,7 @@ class Upstream:
 
 
 def sh(*argv, **kw):
-    res = subprocess.run(list(argv), capture_output=True, text=True, **kw)
+    res = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kw)
     if res.returncode != 0:
         raise RuntimeError("%s failed (%d):\n%s%s" % (" ".join(argv), res.returncode, res.stdout, res.stderr))
     return res.stdout
@@ -114,17 +113,17 @@ def prepare_upstream():
 
 
 def bench_image():
-    if subprocess.run(["docker", "image", "inspect", BENCH_IMAGE], capture_output=True).returncode == 0:
+    if subprocess.run(["docker", "image", "inspect", BENCH_IMAGE], capture_output=True, check=False).returncode == 0:
         return
     name = "vllm-bench-image-build"
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     sh("docker", "run", "-d", "--name", name, "--network", "host", BASE_IMAGE, "sleep", "infinity")
     try:
         sh("docker", "exec", name, "sh", "-c",
            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null")
         sh("docker", "commit", name, BENCH_IMAGE)
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
 def run_case(n, mode, upstream, port):
@@ -134,7 +133,7 @@ def run_case(n, mode, upstream, port):
     index = "http://127.0.0.1:%d/simple" % port
     try:
         for name in names:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
             sh("docker", "run", "-d", "--name", name, "--network", "host",
                "-v", "%s:/mnt/kv_storage" % shared, BENCH_IMAGE, "sleep", "infinity")
             sh("docker", "exec", name, "python3", "-m", "venv", "/opt/vllm/venv")
@@ -157,9 +156,9 @@ def run_case(n, mode, upstream, port):
         return upstream.bytes, upstream.files
     finally:
         for name in names:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
         subprocess.run(["docker", "run", "--rm", "-v", "%s:/mnt/kv_storage" % shared, BASE_IMAGE,
-                        "sh", "-c", "rm -rf /mnt/kv_storage/*"], capture_output=True)
+                        "sh", "-c", "rm -rf /mnt/kv_storage/*"], capture_output=True, check=False)
         shutil.rmtree(shared, ignore_errors=True)
 
 

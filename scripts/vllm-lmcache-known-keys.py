@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Print the LMCache configuration keys each release accepts, as YAML for
 roles/lmcache/vars/known_keys.yml.

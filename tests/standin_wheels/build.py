@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Build the STAND-IN wheels used by the Molecule scenarios and the wheelhouse benchmark.
 
@@ -66,7 +65,7 @@ def build(src_dir, out_dir):
                 text += "%s = %s\n" % (key, eps[group][key])
             text += "\n"
         files.append((info + "/entry_points.txt", text.encode()))
-    tops = sorted({path.split("/")[0] for path, _ in files if not path.startswith(info)})
+    tops = sorted({path.split("/")[0] for path, _data in files if not path.startswith(info)})
     files.append((info + "/top_level.txt", ("\n".join(tops) + "\n").encode()))
     record = [_record_line(path, data) for path, data in files] + [info + "/RECORD,,"]
     files.append((info + "/RECORD", ("\n".join(record) + "\n").encode()))

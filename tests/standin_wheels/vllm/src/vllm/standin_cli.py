@@ -29,7 +29,7 @@ def parse_lmcache_yaml(text):
     for line in text.splitlines():
         if not line or line[0] in " #\t-" or ":" not in line:
             continue
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         out[key.strip()] = value.strip().strip("'\"")
     return out
 
