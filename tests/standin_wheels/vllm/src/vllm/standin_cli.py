@@ -6,11 +6,20 @@ GET /standin/info (what the process received: arguments, the parsed --kv-transfe
 the LMCache config file named by LMCACHE_CONFIG_FILE, selected environment variables and
 whether the Prometheus and shared LMCache directories are writable). No model is loaded.
 
+SIMULATED prefix cache: the prompt's words stand for tokens, cut into chunks of LMCache's
+chunk_size. A chunk whose prefix hash was seen before is a hit; every missed token costs
+STANDIN_PREFILL_SECONDS_PER_TOKEN (default 0.0002 s) before the first streamed token. Hashes of
+stored chunks are kept in memory and, in Mode B (remote_url fs://PATH), as empty marker files
+under PATH, so a "warm" prompt is fast across restarts and nodes, like LMCache's shared tier.
+GET /metrics exposes lmcache:num_hit_tokens_total and lmcache:num_requested_tokens_total.
+The speedup this produces is a property of the stand-in, not a measurement of vLLM.
+
 It fails the way a misconfigured server would: exit 2 for an unparsable
 --kv-transfer-config, 3 for an unreadable LMCACHE_CONFIG_FILE and 4 for an unwritable
 PROMETHEUS_MULTIPROC_DIR, so systemd, the readiness wait and the tests see real failures.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -88,7 +97,57 @@ def build_state(args, extra):
     return state
 
 
+class SimulatedPrefixCache(object):
+    """Chunk-hash prefix cache of the stand-in (see the module docstring)."""
+
+    def __init__(self, state):
+        cfg = state.get("lmcache_config") or {}
+        try:
+            self.chunk = max(1, int(cfg.get("chunk_size", 256)))
+        except ValueError:
+            self.chunk = 256
+        self.model = state["model"]
+        self.path = state.get("shared_tier_path") if state.get("shared_tier_writable") else None
+        self.seen = set()
+        self.hit_tokens = 0
+        self.requested_tokens = 0
+        self.cost = float(os.environ.get("STANDIN_PREFILL_SECONDS_PER_TOKEN", "0.0002"))
+
+    def _known(self, digest):
+        if digest in self.seen:
+            return True
+        return bool(self.path) and os.path.exists(os.path.join(self.path, "standin-%s.chunk" % digest))
+
+    def _store(self, digest):
+        self.seen.add(digest)
+        if self.path:
+            try:
+                with open(os.path.join(self.path, "standin-%s.chunk" % digest), "w"):
+                    pass
+            except OSError:
+                pass
+
+    def lookup_and_store(self, tokens):
+        """Return how many leading tokens were cached; store every full chunk."""
+        hits, prefix_hit, prev = 0, True, self.model
+        for start in range(0, len(tokens) - len(tokens) % self.chunk, self.chunk):
+            prev = hashlib.sha256((prev + "\x00" + " ".join(tokens[start:start + self.chunk])).encode()).hexdigest()
+            if prefix_hit and self._known(prev):
+                hits += self.chunk
+            else:
+                prefix_hit = False
+                self._store(prev)
+        self.hit_tokens += hits
+        self.requested_tokens += len(tokens)
+        return hits
+
+    def prefill_delay(self, tokens, hits):
+        return min(60.0, (len(tokens) - hits) * self.cost)
+
+
 def make_handler(state):
+    cache = SimulatedPrefixCache(state)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -113,7 +172,10 @@ def make_handler(state):
             elif self.path == "/standin/info":
                 self._send(200, state)
             elif self.path == "/metrics":
-                self._send(200, b"# stand-in vllm\nvllm_standin_up 1\n", "text/plain")
+                text = ("# stand-in vllm (simulated prefix cache)\nvllm_standin_up 1\n"
+                        "lmcache:num_hit_tokens_total %d\nlmcache:num_requested_tokens_total %d\n"
+                        % (cache.hit_tokens, cache.requested_tokens))
+                self._send(200, text.encode(), "text/plain")
             else:
                 self._send(404, {"error": "not found"})
 
@@ -127,6 +189,8 @@ def make_handler(state):
             if self.path != "/v1/completions":
                 self._send(404, {"error": "not found"})
                 return
+            tokens = str(req.get("prompt", "")).split()
+            time.sleep(cache.prefill_delay(tokens, cache.lookup_and_store(tokens)))
             words = ["stand-in", "completion", "from", "a", "test", "double"]
             words = words[: max(1, min(len(words), int(req.get("max_tokens", 6))))]
             base = {"id": "cmpl-standin", "object": "text_completion", "model": state["model"]}
