@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Build the collection tarball and check that it installs offline and renders its docs.
+# Build the collection tarball, install it offline into an empty collections path, and check
+# that the installed copy is complete: every module's docs render and the site playbook loads.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 activate_venv
 cd "$ROOT"
 
-out="$CACHE_DIR/build"
-rm -rf "$out"
-mkdir -p "$out/collections"
+out="$(mktemp -d "$CACHE_DIR/build.XXXXXX")"
+trap 'rm -rf "$out"' EXIT
 ansible-galaxy collection build --force --output-path "$out" .
 tarball="$(ls "$out"/gaudi-vllm_lmcache-*.tar.gz)"
-echo "Built $tarball ($(du -h "$tarball" | cut -f1))"
-ansible-galaxy collection install --offline --no-deps -p "$out/collections" "$tarball"
+echo "Built $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
+# Only the installed copy may be visible from here on, not the working tree.
 export ANSIBLE_COLLECTIONS_PATH="$out/collections"
-ansible-galaxy collection list gaudi.vllm_lmcache
+ansible-galaxy collection install --offline --no-deps --force -p "$out/collections" "$tarball"
+test -f "$out/collections/ansible_collections/gaudi/vllm_lmcache/MANIFEST.json"
+ansible-galaxy collection list gaudi.vllm_lmcache -p "$out/collections"
 for module in plugins/modules/*.py; do
   [[ -e "$module" ]] || continue
-  name="$(basename "$module" .py)"
-  ansible-doc "gaudi.vllm_lmcache.$name" >/dev/null
-  echo "ansible-doc gaudi.vllm_lmcache.$name renders"
+  name="gaudi.vllm_lmcache.$(basename "$module" .py)"
+  ansible-doc -j "$name" | python -c 'import json, sys; d = json.load(sys.stdin); sys.exit(0 if d else 1)' \
+    || die "ansible-doc $name did not render from the installed collection"
+  echo "ansible-doc $name renders"
 done
 ansible-playbook --syntax-check -i localhost, gaudi.vllm_lmcache.site
+ansible-playbook --syntax-check -i localhost, gaudi.vllm_lmcache.wheelhouse
+echo "Installed collection works: gaudi.vllm_lmcache.site and gaudi.vllm_lmcache.wheelhouse load"
