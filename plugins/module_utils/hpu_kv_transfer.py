@@ -200,6 +200,18 @@ def _check_dst(tensor, parts, num_layers, num_tokens, width):
             % (tuple(tensor.shape), want))
 
 
+def _prepare(kvcaches, slot_mapping, start, end, kv, use_mla):
+    """Common start of a transfer: flat per-layer views, the cache device and the slots of
+    ``[start, end)``; checks ``kv``'s shape against them and marks the step boundary."""
+    _require_torch()
+    layers = _flat_layers(kvcaches, use_mla)
+    dev = layers[0][0].device
+    slots = _slots(slot_mapping, start, end, dev)
+    _check_dst(kv, len(layers[0]), len(layers), int(slots.shape[0]), int(layers[0][0].shape[1]))
+    mark_step(dev)
+    return layers, dev, slots
+
+
 def gather_kv(kvcaches, slot_mapping, start, end, out, use_mla=False, staging=None):
     """Paged KV -> ``out`` (``KV_2LTD`` or ``KV_MLA_FMT`` layout) for tokens ``[start, end)``.
 
@@ -207,15 +219,7 @@ def gather_kv(kvcaches, slot_mapping, start, end, out, use_mla=False, staging=No
     gathered on the cache device (into ``staging`` when given) and copied once.
     Returns ``out``.
     """
-    _require_torch()
-    layers = _flat_layers(kvcaches, use_mla)
-    dev = layers[0][0].device
-    slots = _slots(slot_mapping, start, end, dev)
-    parts = len(layers[0])
-    num_tokens = int(slots.shape[0])
-    width = int(layers[0][0].shape[1])
-    _check_dst(out, parts, len(layers), num_tokens, width)
-    mark_step(dev)
+    layers, dev, slots = _prepare(kvcaches, slot_mapping, start, end, out, use_mla)
     direct = out.device == dev and out.dtype == layers[0][0].dtype and out.is_contiguous()
     if direct:
         buf = out
@@ -240,15 +244,7 @@ def scatter_kv(kvcaches, slot_mapping, start, end, src, use_mla=False):
     Only the slots of the range are written; every other slot (including the
     ``-1`` prefix-cache entries outside the range) stays untouched.
     """
-    _require_torch()
-    layers = _flat_layers(kvcaches, use_mla)
-    dev = layers[0][0].device
-    slots = _slots(slot_mapping, start, end, dev)
-    parts = len(layers[0])
-    num_tokens = int(slots.shape[0])
-    width = int(layers[0][0].shape[1])
-    _check_dst(src, parts, len(layers), num_tokens, width)
-    mark_step(dev)
+    layers, dev, slots = _prepare(kvcaches, slot_mapping, start, end, src, use_mla)
     if src.device != dev or src.dtype != layers[0][0].dtype:
         src = src.to(device=dev, dtype=layers[0][0].dtype)
     for i, tensors in enumerate(layers):

@@ -44,7 +44,7 @@ PATCH_NAME = "gaudi.vllm_lmcache hpu_patch"
 CONNECTOR_RELPATH = "lmcache/v1/gaudi_hpu_connector.py"
 # sha256 of plugins/module_utils/hpu_kv_transfer.py, installed byte for byte as
 # CONNECTOR_RELPATH (a unit test keeps the two in step).
-CONNECTOR_SHA256 = "6ce5316dab28537611221088187849e537a9bbcd660beb6fae4a74bdeec36ae0"
+CONNECTOR_SHA256 = "f4b788dfe9d070505055a791a5b06fcbd9579e92f97acbdeafa011b9ab44474c"
 NATIVE_CONNECTOR_RELPATH = "lmcache/v1/gpu_connector/hpu_connector.py"
 BACKUP_SUFFIX = ".hpu_patch.orig"
 OLDEST_SUPPORTED = (0, 3, 6)

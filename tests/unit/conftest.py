@@ -18,3 +18,9 @@ if not os.path.islink(LINK) and not os.path.isdir(LINK):
 
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+
+# Shared test helpers (e.g. lmcache_wheels, the cached real LMCache releases) are imported by
+# name from their directory instead of being loaded by path in every test module.
+HELPERS = os.path.join(ROOT, "tests", "unit", "plugins", "module_utils")
+if HELPERS not in sys.path:
+    sys.path.insert(1, HELPERS)

@@ -8,7 +8,6 @@ patched code imports is the real file the module installed into the patched tree
 
 import ast
 import builtins
-import importlib.util
 import os
 import sys
 import types
@@ -25,14 +24,7 @@ with open(os.path.join(ROOT, "plugins", "module_utils", "hpu_kv_transfer.py"), "
     CONNECTOR = _f.read()
 
 
-def _load_helper():
-    spec = importlib.util.spec_from_file_location("lmcache_wheels", os.path.join(HERE, "lmcache_wheels.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-W = _load_helper()
+import lmcache_wheels as W  # noqa: E402  (on sys.path through tests/unit/conftest.py)
 
 
 class StandInDeviceModule:

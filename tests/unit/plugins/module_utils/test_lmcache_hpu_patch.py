@@ -1,7 +1,6 @@
 """lmcache_hpu_patch over the real LMCache releases from PyPI (wheels cached outside the repo)."""
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,14 +16,7 @@ CONNECTOR_SRC = os.path.join(ROOT, "plugins", "module_utils", "hpu_kv_transfer.p
 PATCH_SRC = os.path.join(ROOT, "plugins", "module_utils", "lmcache_hpu_patch.py")
 
 
-def _load_helper():
-    spec = importlib.util.spec_from_file_location("lmcache_wheels", os.path.join(HERE, "lmcache_wheels.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-W = _load_helper()
+import lmcache_wheels as W  # noqa: E402  (on sys.path through tests/unit/conftest.py)
 
 with open(CONNECTOR_SRC, "rb") as _f:
     CONNECTOR = _f.read()

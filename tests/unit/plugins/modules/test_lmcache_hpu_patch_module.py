@@ -1,6 +1,5 @@
 """The thin lmcache_hpu_patch module: arguments, results, failures (real LMCache 0.3.9 wheel)."""
 
-import importlib.util
 import json
 import os
 
@@ -10,17 +9,9 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gaudi.vllm_lmcache.plugins.modules import lmcache_hpu_patch as mod
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HELPER = os.path.join(HERE, "..", "module_utils", "lmcache_wheels.py")
 
 
-def _load_helper():
-    spec = importlib.util.spec_from_file_location("lmcache_wheels", HELPER)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
-
-
-W = _load_helper()
+import lmcache_wheels as W  # noqa: E402  (on sys.path through tests/unit/conftest.py)
 
 
 def run_module(capsys, **args):
