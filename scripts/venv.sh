@@ -18,6 +18,11 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -r "$req"
+# torch comes from PyTorch's CPU wheel index (PyPI's torch wheels are CUDA builds of
+# several GB); GVL_TORCH_INDEX_URL points it at a mirror, or at nothing with an empty value.
+torch_index="${GVL_TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"
+index_args=()
+[[ -n "$torch_index" ]] && index_args=(--extra-index-url "$torch_index")
+"$VENV/bin/python" -m pip install -q --retries 2 "${index_args[@]}" -r "$req"
 echo "$want" > "$stamp"
-"$VENV/bin/ansible" --version | head -1
+"$VENV/bin/python" -c "import ansible.release as r; print(\"ansible-core\", r.__version__)"
