@@ -23,6 +23,11 @@ fi
 torch_index="${GVL_TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"
 index_args=()
 [[ -n "$torch_index" ]] && index_args=(--extra-index-url "$torch_index")
-"$VENV/bin/python" -m pip install -q --retries 2 "${index_args[@]}" -r "$req"
+# Only torch is looked up there: every other requirement comes from the ordinary index.
+torch_req="$(grep -E '^torch==' "$req" || true)"
+if [[ -n "$torch_req" ]]; then
+  "$VENV/bin/python" -m pip install -q --retries 1 "${index_args[@]}" "$torch_req"
+fi
+"$VENV/bin/python" -m pip install -q -r "$req"
 echo "$want" > "$stamp"
 "$VENV/bin/python" -c "import ansible.release as r; print(\"ansible-core\", r.__version__)"
