@@ -26,7 +26,7 @@ index_args=()
 # Only torch is looked up there: every other requirement comes from the ordinary index.
 torch_req="$(grep -E '^torch==' "$req" || true)"
 if [[ -n "$torch_req" ]]; then
-  "$VENV/bin/python" -m pip install -q --retries 1 "${index_args[@]}" "$torch_req"
+  "$VENV/bin/python" -m pip install -q --retries 1 --no-deps "${index_args[@]}" "$torch_req"
 fi
 "$VENV/bin/python" -m pip install -q -r "$req"
 echo "$want" > "$stamp"
