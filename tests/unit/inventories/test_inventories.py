@@ -62,13 +62,13 @@ def inventory_list(name, tmp_path):
     return json.loads(res.stdout)
 
 
-def shared_cache_check(tmp_path, *inventories):
+def shared_cache_check(tmp_path, *inventories, extra=()):
     playbook = tmp_path / "shared_cache.yml"
     playbook.write_text(PLAYBOOK)
     argv = [tool("ansible-playbook")]
     for inv in inventories:
         argv += ["-i", str(inv)]
-    argv += ["-e", "ansible_connection=local", "-e", "ansible_become=false", str(playbook)]
+    argv += ["-e", "ansible_connection=local", "-e", "ansible_become=false", *extra, str(playbook)]
     res = subprocess.run(argv, capture_output=True, text=True, env=env(tmp_path), cwd=ROOT, check=False)
     return res.returncode, res.stdout + res.stderr
 
@@ -116,3 +116,17 @@ def test_shared_cache_check_names_the_node_with_another_chunk_size(name, tmp_pat
         assert "%s=256" % host in out, out
     # Only the key that differs is reported.
     assert "disagree on model" not in out and "disagree on storage_path" not in out, out
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+def test_shared_cache_check_holds_under_limit(name, tmp_path):
+    """`--limit` to the odd node still compares it with the rest of its cache domain."""
+    odd = SHARED[name]
+    override = tmp_path / "override.yml"
+    override.write_text("all:\n  hosts:\n    %s:\n      lmcache_chunk_size: 512\n" % odd)
+    rc, out = shared_cache_check(tmp_path, os.path.join(INVENTORIES, name), override, extra=("--limit", odd))
+    assert rc != 0, out
+    assert "disagree on chunk_size" in out, out
+    assert "%s=512" % odd in out, out
+    others = [h for h in inventory_list(name, tmp_path)["_meta"]["hostvars"] if h != odd]
+    assert any("%s=256" % host in out for host in others), out
