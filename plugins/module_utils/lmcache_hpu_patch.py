@@ -30,25 +30,30 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import binascii
 import difflib
 import glob
 import hashlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import tokenize
 
 PATCH_NAME = "gaudi.vllm_lmcache hpu_patch"
+PATCH_MARK = "gaudi.vllm_lmcache hpu_patch"
 CONNECTOR_RELPATH = "lmcache/v1/gaudi_hpu_connector.py"
 # sha256 of plugins/module_utils/hpu_kv_transfer.py, installed byte for byte as
 # CONNECTOR_RELPATH (a unit test keeps the two in step).
 CONNECTOR_SHA256 = "f4b788dfe9d070505055a791a5b06fcbd9579e92f97acbdeafa011b9ab44474c"
 NATIVE_CONNECTOR_RELPATH = "lmcache/v1/gpu_connector/hpu_connector.py"
 BACKUP_SUFFIX = ".hpu_patch.orig"
-OLDEST_SUPPORTED = (0, 3, 6)
-FIRST_NATIVE = (0, 4, 3)
+OLDEST_SUPPORTED = (0, 3, 7)
+FIRST_NATIVE = (0, 4, 5)
 
 ADAPTER = "lmcache/integration/vllm/vllm_v1_adapter.py"
 UTILS = "lmcache/integration/vllm/utils.py"
@@ -239,117 +244,179 @@ _S4_CONNECTOR = _insert_after(
     + "            return _gvl_hpu_connector_cls().from_metadata(metadata, use_gpu, device)\n",
 )
 
-# Each op: (old, new, count). Ops run in order; revert runs them backwards.
+# --- shape "hpu_connector_kv_pairs" (LMCache 0.4.3, 0.4.4): the native HPU connector
+# (lmcache/v1/gpu_connector/hpu_connector.py) inherits initialize_kvcaches_ptr() from
+# GPUConnectorInterface (lmcache/v1/gpu_connector/gpu_connectors.py), which runs
+# permute_kv_caches_to_contiguous() and so calls .is_contiguous() on every layer. vLLM-Gaudi
+# registers each layer as a (K, V) TensorTuple that has no such method (AttributeError),
+# and _initialize_attributes() reads kv_caches[0].device from that pair. LMCache 0.4.5's
+# hpu_connector.py overrides initialize_kvcaches_ptr() and takes the device of the pair's
+# first tensor; these edits do the same.
+_S5_OVERRIDE = _insert_after(
+    "    def batched_from_gpu(self, memory_objs, starts, ends, **kwargs):\n"
+    "        for memory_obj, start, end in zip(memory_objs, starts, ends, strict=False):\n"
+    "            self.from_gpu(memory_obj, start, end, **kwargs)\n",
+    "\n"
+    "    # gaudi.vllm_lmcache hpu_patch: vLLM-Gaudi registers every layer as a (K, V)\n"
+    "    # TensorTuple without .is_contiguous(); keep the caches as given (LMCache 0.4.5).\n"
+    "    def initialize_kvcaches_ptr(self, **kwargs) -> None:\n"
+    '        if "kvcaches" in kwargs:\n'
+    '            self.kvcaches = kwargs["kvcaches"]\n',
+)
+_S5_DEVICE = (
+    "        self.device = kv_caches[0].device\n",
+    "        first = kv_caches[0]  # gaudi.vllm_lmcache hpu_patch: a tensor or a (K, V) pair\n"
+    "        self.device = first.device if isinstance(first, torch.Tensor) else first[0].device\n",
+)
+
+# Shapes, tried in this order. ``files``: relpath -> ops, each op (old, new, count): ``old``
+# must occur exactly ``count`` times; ops run in order, revert runs them backwards.
+# ``connector``: the patched code uses this collection's connector (CONNECTOR_RELPATH).
+# ``requires_absent``: files whose presence rules the shape out.
 SHAPES = {
     "adapter_cuda": {
-        ADAPTER: [
-            _OP_IMPORT + (1,),
-            (_S1_DEVICE_OLD, _S1_DEVICE_NEW, 1),
-            _S1_CONNECTOR + (1,),
-            _S1_INIT + (1,),
-            _S1_LOG_LINE + (1,),
-            _S1_SLOT + (3,),
-            _OP_WAIT_FOR_LAYER_LOAD + (1,),
-            _OP_WAIT_FOR_SAVE + (1,),
-        ],
+        "description": "torch.cuda hard-coded in the vLLM v1 adapter (LMCache 0.3.7 - 0.3.9.post2)",
+        "connector": True,
+        "requires_absent": [NATIVE_CONNECTOR_RELPATH],
+        "files": {
+            ADAPTER: [
+                _OP_IMPORT + (1,),
+                (_S1_DEVICE_OLD, _S1_DEVICE_NEW, 1),
+                _S1_CONNECTOR + (1,),
+                _S1_INIT + (1,),
+                _S1_LOG_LINE + (1,),
+                _S1_SLOT + (3,),
+                _OP_WAIT_FOR_LAYER_LOAD + (1,),
+                _OP_WAIT_FOR_SAVE + (1,),
+            ],
+        },
     },
     "adapter_platform_cls": {
-        ADAPTER: [
-            _OP_IMPORT + (1,),
-            _S2_DEVICE + (1,),
-            _S2_LAYERWISE + (1,),
-            _S2A_CONNECTOR + (1,),
-            _OP_LOG_LINE + (1,),
-            _OP_WAIT_FOR_LAYER_LOAD + (1,),
-            _OP_WAIT_FOR_SAVE + (1,),
-        ],
+        "description": "current_platform and connector_cls in the adapter (LMCache 0.3.10 - 0.3.10.post2)",
+        "connector": True,
+        "requires_absent": [NATIVE_CONNECTOR_RELPATH],
+        "files": {
+            ADAPTER: [
+                _OP_IMPORT + (1,),
+                _S2_DEVICE + (1,),
+                _S2_LAYERWISE + (1,),
+                _S2A_CONNECTOR + (1,),
+                _OP_LOG_LINE + (1,),
+                _OP_WAIT_FOR_LAYER_LOAD + (1,),
+                _OP_WAIT_FOR_SAVE + (1,),
+            ],
+        },
     },
     "adapter_platform_meta": {
-        ADAPTER: [
-            _OP_IMPORT + (1,),
-            _S2_DEVICE + (1,),
-            _S2_LAYERWISE + (1,),
-            _S2B_CONNECTOR + (1,),
-            _OP_LOG_LINE + (1,),
-            _OP_WAIT_FOR_LAYER_LOAD + (1,),
-            _OP_WAIT_FOR_SAVE + (1,),
-        ],
+        "description": "current_platform and from_metadata() in the adapter (LMCache 0.3.11)",
+        "connector": True,
+        "requires_absent": [NATIVE_CONNECTOR_RELPATH],
+        "files": {
+            ADAPTER: [
+                _OP_IMPORT + (1,),
+                _S2_DEVICE + (1,),
+                _S2_LAYERWISE + (1,),
+                _S2B_CONNECTOR + (1,),
+                _OP_LOG_LINE + (1,),
+                _OP_WAIT_FOR_LAYER_LOAD + (1,),
+                _OP_WAIT_FOR_SAVE + (1,),
+            ],
+        },
     },
     "adapter_platform_v3": {
-        ADAPTER: [
-            _OP_IMPORT + (1,),
-            _S2_DEVICE + (1,),
-            _S2_LAYERWISE + (1,),
-            _S2C_CONNECTOR + (1,),
-            _OP_LOG_LINE + (1,),
-            _OP_WAIT_FOR_LAYER_LOAD + (1,),
-            _OP_WAIT_FOR_SAVE + (1,),
-        ],
+        "description": "current_platform and the GPU connector V3 switch in the adapter (LMCache 0.3.12)",
+        "connector": True,
+        "requires_absent": [NATIVE_CONNECTOR_RELPATH],
+        "files": {
+            ADAPTER: [
+                _OP_IMPORT + (1,),
+                _S2_DEVICE + (1,),
+                _S2_LAYERWISE + (1,),
+                _S2C_CONNECTOR + (1,),
+                _OP_LOG_LINE + (1,),
+                _OP_WAIT_FOR_LAYER_LOAD + (1,),
+                _OP_WAIT_FOR_SAVE + (1,),
+            ],
+        },
     },
     "manager_platform": {
-        ADAPTER: [
-            _OP_IMPORT + (1,),
-            _OP_WAIT_FOR_LAYER_LOAD + (1,),
-            _OP_WAIT_FOR_SAVE + (1,),
-        ],
-        MANAGER: [
-            _OP_IMPORT + (1,),
-            _S3_DEVICE + (1,),
-            _S3_CONNECTOR + (1,),
-        ],
+        "description": "device and connector choice in LMCacheManager (LMCache 0.3.13)",
+        "connector": True,
+        "requires_absent": [NATIVE_CONNECTOR_RELPATH],
+        "files": {
+            ADAPTER: [
+                _OP_IMPORT + (1,),
+                _OP_WAIT_FOR_LAYER_LOAD + (1,),
+                _OP_WAIT_FOR_SAVE + (1,),
+            ],
+            MANAGER: [
+                _OP_IMPORT + (1,),
+                _S3_DEVICE + (1,),
+                _S3_CONNECTOR + (1,),
+            ],
+        },
     },
     "utils_platform": {
-        ADAPTER: [
-            _OP_IMPORT + (1,),
-            _OP_WAIT_FOR_LAYER_LOAD + (1,),
-            _OP_WAIT_FOR_SAVE + (1,),
-        ],
-        UTILS: [
-            _OP_IMPORT + (1,),
-            _S4_DEVICE + (1,),
-        ],
-        CONNECTOR_INIT: [
-            _OP_IMPORT + (1,),
-            _S4_CONNECTOR + (1,),
-        ],
+        "description": "get_vllm_torch_dev() and CreateGPUConnector() (LMCache 0.3.14 - 0.4.2)",
+        "connector": True,
+        "requires_absent": [NATIVE_CONNECTOR_RELPATH],
+        "files": {
+            ADAPTER: [
+                _OP_IMPORT + (1,),
+                _OP_WAIT_FOR_LAYER_LOAD + (1,),
+                _OP_WAIT_FOR_SAVE + (1,),
+            ],
+            UTILS: [
+                _OP_IMPORT + (1,),
+                _S4_DEVICE + (1,),
+            ],
+            CONNECTOR_INIT: [
+                _OP_IMPORT + (1,),
+                _S4_CONNECTOR + (1,),
+            ],
+        },
+    },
+    "hpu_connector_kv_pairs": {
+        "description": ("native HPU connector without the (K, V) TensorTuple override of "
+                        "initialize_kvcaches_ptr (LMCache 0.4.3, 0.4.4)"),
+        "connector": False,
+        "requires_absent": [],
+        "files": {
+            NATIVE_CONNECTOR_RELPATH: [
+                _S5_OVERRIDE + (1,),
+                _S5_DEVICE + (1,),
+            ],
+        },
     },
 }
 
-# Pristine sha256 of every file a shape edits, per released LMCache version
-# (taken from the PyPI wheels).
-KNOWN_RELEASES = {
-    "0.3.6": ("adapter_cuda", {
-        ADAPTER: "a6dd4218ca1de1eba8149bab42a6f4f3c504d1990948b8a2a67007854eaab4b3"}),
-    "0.3.7": ("adapter_cuda", {
-        ADAPTER: "b8c3464b03040b8e623900b614312d95a962bb1a973dd332768937c8ef9937bc"}),
-    "0.3.9": ("adapter_cuda", {
-        ADAPTER: "b128ccf10b6fb6d34f9624f16291e0f518f443ee94a1f3936534653141e25db7"}),
-    "0.3.10": ("adapter_platform_cls", {
-        ADAPTER: "e79f4a1951ad51fd5d86e3a1544363fb31b1961349e9cb7ccfe79674b251bc90"}),
-    "0.3.11": ("adapter_platform_meta", {
-        ADAPTER: "ee10fd3a20f036394a5e6f78d4159a72380942216c16fda6a519d83cfa555ace"}),
-    "0.3.12": ("adapter_platform_v3", {
-        ADAPTER: "0d48f43c925b0ad0efd532cd658df47edafcb3d2590a71efb048b569f549f22c"}),
-    "0.3.13": ("manager_platform", {
-        ADAPTER: "96de295fd5269c3f30521527319e55e38c98da4d235ae72a3a68e525b865f577",
-        MANAGER: "87d46e5f74975d5fa8256d1439f25e226a71604a14a6270095cd837023f409da"}),
-    "0.3.14": ("utils_platform", {
-        ADAPTER: "f999e0dbf842fb24a97208dc66bf5f856ea69a49dea011f533e0011085054313",
-        UTILS: "9cf914054ac8be65c77aeeaec993a2a3e7b0f50129aa5d5b179c940a514d72ef",
-        CONNECTOR_INIT: "c7e2c1fa82504845730d22c38504acfa98f7b5d9a9aad8d9f3818e5af55f2c33"}),
-    "0.3.15": ("utils_platform", {
-        ADAPTER: "b4305ae22b6f53278bfcb94cae6f4c823251a17f21cf3d58fc964466b089c1fe",
-        UTILS: "9cf914054ac8be65c77aeeaec993a2a3e7b0f50129aa5d5b179c940a514d72ef",
-        CONNECTOR_INIT: "f1262282cc848a1f0ec18dca65d6330ea1868186093fc00773bb330c81e8e1ed"}),
-    "0.4.1": ("utils_platform", {
-        ADAPTER: "e09cf8f9fc5ca5186d8e06f267292cf0d8ebf91cd723094209e0ce71c444919b",
-        UTILS: "9cf914054ac8be65c77aeeaec993a2a3e7b0f50129aa5d5b179c940a514d72ef",
-        CONNECTOR_INIT: "f1262282cc848a1f0ec18dca65d6330ea1868186093fc00773bb330c81e8e1ed"}),
-    "0.4.2": ("utils_platform", {
-        ADAPTER: "ae02f31e4e4921c0a3cd5e57182cede4396310ebbf13d4dafe4c6bdb651d3248",
-        UTILS: "9cf914054ac8be65c77aeeaec993a2a3e7b0f50129aa5d5b179c940a514d72ef",
-        CONNECTOR_INIT: "f1262282cc848a1f0ec18dca65d6330ea1868186093fc00773bb330c81e8e1ed"}),
-}
+# GPU migration (PT_HPU_GPU_MIGRATION=1, set by vLLM-Gaudi's LMCache examples) makes
+# torch.cuda.is_available() return True on Gaudi. LMCache then takes its CUDA paths in
+# files the shapes above do not touch: ``import lmcache.c_ops`` (a CUDA extension linked
+# against libcudart.so.12 and libtorch_cuda.so, e.g. lmcache/v1/memory_management.py,
+# lmcache/v1/gpu_connector.py; from 0.4.4 the backend choice in lmcache/__init__.py) and
+# torch.cuda.Stream() (lmcache/v1/storage_backend/storage_manager.py through
+# is_cuda_worker()). Every call of torch.cuda.is_available() in the code of the package
+# (not in comments or strings) becomes CUDA_GUARD, which is False when an HPU is present,
+# so LMCache takes the paths it takes on a host without CUDA.
+CUDA_CALL = "torch.cuda.is_available()"
+CUDA_GUARD = '(torch.cuda.is_available() and not getattr(getattr(torch, "hpu", None), "is_available", bool)())'
+
+# A module-level ``import lmcache.c_ops`` in a file on the engine's import path cannot
+# load on Gaudi unless lmcache/__init__.py substitutes the module (0.4.4 and later:
+# sys.modules["lmcache.c_ops"] = lmcache.non_cuda_equivalents when CUDA is absent).
+ENGINE_PATH_FILES = [
+    "lmcache/v1/memory_management.py",
+    "lmcache/v1/gpu_connector.py",
+    "lmcache/v1/gpu_connector/gpu_connectors.py",
+    "lmcache/v1/gpu_connector/utils.py",
+]
+C_OPS_SUBSTITUTE = 'sys.modules["lmcache.c_ops"]'
+_C_OPS_IMPORT_RE = re.compile(r"^(?:import lmcache\.c_ops\b|from lmcache\.c_ops import |from lmcache import c_ops\b)[^\n]*",
+                              re.M)
+
+STATE_RELPATH = "lmcache/gaudi_hpu_patch.json"
+STATE_FORMAT = 1
 
 
 class PatchError(Exception):
@@ -397,7 +464,7 @@ def _read_metadata_version(path):
 def find_lmcache(site_packages):
     """Locate LMCache in ``site_packages`` without importing it.
 
-    Returns ``{"package_dir", "metadata", "version"}`` or ``None``.
+    Returns ``{"package_dir", "metadata", "version", "record"}`` or ``None``.
     """
     pkg = os.path.join(site_packages, "lmcache")
     if not os.path.isdir(pkg):
@@ -411,8 +478,38 @@ def find_lmcache(site_packages):
             if os.path.isfile(path):
                 version = _read_metadata_version(path)
                 if version:
-                    return {"package_dir": pkg, "metadata": path, "version": version}
-    return {"package_dir": pkg, "metadata": None, "version": None}
+                    record = os.path.join(meta_dir, "RECORD")
+                    return {"package_dir": pkg, "metadata": path, "version": version,
+                            "record": record if os.path.isfile(record) else None}
+    return {"package_dir": pkg, "metadata": None, "version": None, "record": None}
+
+
+def read_record(path):
+    """{relpath: sha256 hex} from a wheel's RECORD (``path,sha256=<urlsafe b64>,size``)."""
+    out = {}
+    if not path:
+        return out
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except (IOError, OSError):
+        return out
+    for line in lines:
+        parts = line.rsplit(",", 2)
+        if len(parts) != 3 or not parts[1].startswith("sha256="):
+            continue
+        digest = parts[1][len("sha256="):]
+        try:
+            raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
+        except (TypeError, ValueError):
+            continue
+        out[parts[0].strip('"')] = binascii.hexlify(raw).decode("ascii")
+    return out
+
+
+def _anchor_label(text):
+    lines = [ln.strip() for ln in text.strip("\n").splitlines() if ln.strip()]
+    return (lines[0] if lines else text)[:90]
 
 
 def _apply_ops(text, ops, relpath):
@@ -421,7 +518,7 @@ def _apply_ops(text, ops, relpath):
         if found != count:
             raise PatchError(
                 "%s: expected the anchor %r %d time(s), found it %d time(s)"
-                % (relpath, old.strip().splitlines()[0][:80], count, found))
+                % (relpath, _anchor_label(old), count, found))
         text = text.replace(old, new)
     return text
 
@@ -432,51 +529,202 @@ def _revert_ops(text, ops, relpath):
         if found != count:
             raise PatchError(
                 "%s: expected the patched text %r %d time(s), found it %d time(s)"
-                % (relpath, new.strip().splitlines()[0][:80], count, found))
+                % (relpath, _anchor_label(new), count, found))
         text = text.replace(new, old)
     return text
 
 
+_OFFSETS_CACHE = {}
+
+
+def cuda_call_offsets(text):
+    """Offsets of ``torch.cuda.is_available()`` in code (not comments, strings or f-strings)."""
+    if CUDA_CALL not in text:
+        return []
+    key = hashlib.sha256(text.encode("utf-8")).digest()
+    if key not in _OFFSETS_CACHE:
+        if len(_OFFSETS_CACHE) > 512:
+            _OFFSETS_CACHE.clear()
+        _OFFSETS_CACHE[key] = _tokenize_cuda_calls(text)
+    return list(_OFFSETS_CACHE[key])
+
+
+def _tokenize_cuda_calls(text):
+    offsets = []
+    line_starts = [0]
+    for line in text.splitlines(True):
+        line_starts.append(line_starts[-1] + len(line))
+    fstring_start = getattr(tokenize, "FSTRING_START", None)
+    fstring_end = getattr(tokenize, "FSTRING_END", None)
+    depth = 0
+    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+    for tok in tokens:
+        if fstring_start is not None and tok.type == fstring_start:
+            depth += 1
+        elif fstring_end is not None and tok.type == fstring_end:
+            depth -= 1
+        elif depth == 0 and tok.type == tokenize.NAME and tok.string == "torch":
+            off = line_starts[tok.start[0] - 1] + tok.start[1]
+            prev = text[off - 1:off] if off else ""
+            if text.startswith(CUDA_CALL, off) and prev != ".":
+                offsets.append(off)
+    return offsets
+
+
+def guard_cuda_calls(text):
+    """-> (text with every code call of torch.cuda.is_available() guarded, count)."""
+    offsets = cuda_call_offsets(text)
+    out = []
+    last = 0
+    for off in offsets:
+        out.append(text[last:off])
+        out.append(CUDA_GUARD)
+        last = off + len(CUDA_CALL)
+    out.append(text[last:])
+    return "".join(out), len(offsets)
+
+
 def patch_text(text, shape, relpath):
-    """Pristine file text -> patched text (raises PatchError on a shape mismatch)."""
-    return _apply_ops(text, SHAPES[shape][relpath], relpath)
+    """Pristine file text -> patched text: the CUDA guards (found in LMCache's own, valid
+    code), then the shape's edits (none of whose anchors holds a guarded call)."""
+    text = guard_cuda_calls(text)[0]
+    ops = SHAPES[shape]["files"].get(relpath)
+    if ops:
+        text = _apply_ops(text, ops, relpath)
+    return text
 
 
 def unpatch_text(text, shape, relpath):
-    """Patched file text -> pristine text (raises PatchError on a shape mismatch)."""
-    return _revert_ops(text, SHAPES[shape][relpath], relpath)
-
-
-def _file_state(path, relpath, shape, pristine_sha):
-    """-> (state, data, pristine_bytes): state in pristine/patched/missing/unknown."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except (IOError, OSError):
-        return "missing", None, None
-    if sha256_bytes(data) == pristine_sha:
-        return "pristine", data, data
-    try:
-        text = data.decode("utf-8")
-        original = unpatch_text(text, shape, relpath).encode("utf-8")
-    except (UnicodeDecodeError, PatchError):
-        return "unknown", data, None
-    if sha256_bytes(original) != pristine_sha:
-        return "unknown", data, None
-    if patch_text(original.decode("utf-8"), shape, relpath).encode("utf-8") != data:
-        return "unknown", data, None
-    return "patched", data, original
+    """Patched (or partly patched) text -> pristine text; PatchError on a mismatch."""
+    text = text.replace(CUDA_GUARD, CUDA_CALL)
+    ops = SHAPES[shape]["files"].get(relpath)
+    if ops and any(new in text for _old, new, _n in ops):
+        text = _revert_ops(text, ops, relpath)
+    return text
 
 
 def _version_str(version_tuple):
     return ".".join(str(p) for p in version_tuple)
 
 
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+def _package_py_files(site_packages):
+    """Relative paths (posix) of LMCache's own .py files, sorted; the connector excluded."""
+    out = []
+    pkg = os.path.join(site_packages, "lmcache")
+    for d, dirs, files in os.walk(pkg):
+        dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+        for name in files:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(d, name), site_packages).replace(os.sep, "/")
+                if rel != CONNECTOR_RELPATH:
+                    out.append(rel)
+    return sorted(out)
+
+
+def read_state(site_packages):
+    """The state file written at patch time (dict) or None; ValueError when unreadable."""
+    data = _read(os.path.join(site_packages, STATE_RELPATH))
+    if data is None:
+        return None
+    state = json.loads(data.decode("utf-8"))
+    if not isinstance(state, dict) or state.get("patch") != PATCH_NAME or not isinstance(state.get("files"), dict):
+        raise ValueError("not a state file of the %s" % PATCH_NAME)
+    return state
+
+
+def _native_reason(site_packages):
+    """Why the install needs nothing (str), or None when it is not natively supported."""
+    data = _read(os.path.join(site_packages, NATIVE_CONNECTOR_RELPATH))
+    if data is None:
+        return None
+    text = data.decode("utf-8", "replace")
+    if "class VLLMPagedMemHPUConnectorV2" in text and "    def initialize_kvcaches_ptr(" in text \
+            and PATCH_MARK not in text:
+        return ("%s defines VLLMPagedMemHPUConnectorV2 with its own initialize_kvcaches_ptr() "
+                "for vLLM-Gaudi's (K, V) layers; nothing to patch" % NATIVE_CONNECTOR_RELPATH)
+    return None
+
+
+def _c_ops_blocker(site_packages):
+    """A reason (str) when a module-level c_ops import on the engine path cannot be avoided."""
+    init = (_read(os.path.join(site_packages, "lmcache/__init__.py")) or b"").decode("utf-8", "replace")
+    if C_OPS_SUBSTITUTE in init:
+        return None
+    if os.path.isfile(os.path.join(site_packages, "lmcache/non_cuda_equivalents.py")):
+        fallback = "no fallback for it in lmcache/__init__.py"
+    else:
+        fallback = "no lmcache/non_cuda_equivalents.py to fall back on"
+    for rel in ENGINE_PATH_FILES:
+        data = _read(os.path.join(site_packages, rel))
+        if data is None:
+            continue
+        m = _C_OPS_IMPORT_RE.search(data.decode("utf-8", "replace"))
+        if m:
+            return ("%s imports lmcache.c_ops unconditionally (%r at module level) and the release "
+                    "has %s; lmcache.c_ops is a CUDA extension (libcudart.so.12, libtorch_cuda.so) "
+                    "that cannot load on Gaudi" % (rel, m.group(0), fallback))
+    return None
+
+
+def _shape_fit(site_packages, shape, texts):
+    """None when every edit of ``shape`` applies (or is applied), else the first mismatch."""
+    spec = SHAPES[shape]
+    for rel in spec["requires_absent"]:
+        if os.path.exists(os.path.join(site_packages, rel)):
+            return "%s is present (this shape is for releases without it)" % rel
+    for rel in sorted(spec["files"]):
+        text = texts.get(rel)
+        if text is None:
+            data = _read(os.path.join(site_packages, rel))
+            if data is None:
+                return "%s is missing" % rel
+            try:
+                text = texts[rel] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                return "%s is not UTF-8 text" % rel
+        try:
+            original = unpatch_text(text, shape, rel)
+            _apply_ops(original, spec["files"][rel], rel)
+        except PatchError as exc:
+            return str(exc)
+    return None
+
+
+def _detect_shape(site_packages, state):
+    """-> (shape, None) or (None, reason naming the shape, file and anchor that did not fit)."""
+    if state is not None:
+        shape = state.get("shape")
+        if shape not in SHAPES:
+            return None, "%s names the unknown shape %r" % (STATE_RELPATH, shape)
+        miss = _shape_fit(site_packages, shape, {})
+        if miss:
+            return None, "shape %s recorded in %s does not fit any more: %s" % (shape, STATE_RELPATH, miss)
+        return shape, None
+    misses = []
+    texts = {}
+    for shape in SHAPES:
+        miss = _shape_fit(site_packages, shape, texts)
+        if miss is None:
+            return shape, None
+        misses.append((shape, miss))
+    # name the mismatch of the shapes whose first file fits furthest (all, if none is closer)
+    detail = "; ".join("%s: %s" % sm for sm in misses if "is present" not in sm[1] and "is missing" not in sm[1])
+    return None, "no release shape fits (%s)" % (detail or "; ".join("%s: %s" % sm for sm in misses))
+
+
 def inspect_install(site_packages):
     """Full classification with per-file detail (used by the module).
 
     Never raises for a missing or odd install; the result has ``classification``,
-    ``reason``, ``lmcache_version``, ``patch_needed`` and, for known shapes,
+    ``reason``, ``lmcache_version``, ``patch_needed`` and, for a fitting shape,
     ``shape`` and ``files`` (relpath -> state dict).
     """
     result = {
@@ -488,6 +736,8 @@ def inspect_install(site_packages):
         "shape": None,
         "files": {},
         "connector": None,
+        "state_file": os.path.join(site_packages, STATE_RELPATH),
+        "_state": None,
     }
     found = find_lmcache(site_packages)
     if found is None:
@@ -496,97 +746,126 @@ def inspect_install(site_packages):
     result["package_dir"] = found["package_dir"]
     version = found["version"]
     result["lmcache_version"] = version
-    if version is None:
+    label = "LMCache %s" % (version or "(unknown version)")
+
+    def refuse(reason):
         result["classification"] = "unsupported"
-        result["reason"] = (
-            "%s exists but no lmcache-*.dist-info/METADATA (or egg-info) with a Version "
-            "was found in %s" % (found["package_dir"], site_packages))
+        result["patch_needed"] = False
+        result["reason"] = "%s: %s" % (label, reason)
+        vt = parse_version(version)
+        if vt is not None and vt < OLDEST_SUPPORTED:
+            result["reason"] += (
+                "; releases older than %s are not supported (use %s or later; 0.4.5 and later "
+                "support HPU natively)" % (_version_str(OLDEST_SUPPORTED), _version_str(OLDEST_SUPPORTED)))
         return result
-    vt = parse_version(version)
-    if vt is None:
-        result["classification"] = "unsupported"
-        result["reason"] = "cannot parse LMCache version %r from %s" % (version, found["metadata"])
-        return result
-    native_path = os.path.join(site_packages, NATIVE_CONNECTOR_RELPATH)
-    if vt >= FIRST_NATIVE:
-        if os.path.isfile(native_path):
+
+    try:
+        state = read_state(site_packages)
+    except ValueError as exc:
+        return refuse("%s cannot be read (%s); remove it only after restoring LMCache's files"
+                      % (result["state_file"], exc))
+    result["_state"] = state
+    if state is None:
+        native = _native_reason(site_packages)
+        if native:
             result["classification"] = "native"
-            result["reason"] = (
-                "LMCache %s supports HPU natively (%s); nothing to patch"
-                % (version, NATIVE_CONNECTOR_RELPATH))
-        else:
-            result["classification"] = "unsupported"
-            result["reason"] = (
-                "LMCache %s should ship its native HPU connector but %s is missing"
-                % (version, native_path))
-        return result
-    if vt < OLDEST_SUPPORTED:
-        result["classification"] = "unsupported"
-        result["reason"] = (
-            "LMCache %s is older than the oldest shape this patch supports (%s); "
-            "upgrade LMCache to 0.3.6 or later (0.4.3 or later has native HPU support)"
-            % (version, _version_str(OLDEST_SUPPORTED)))
-        return result
-    known = KNOWN_RELEASES.get(_version_str(vt)) if version.strip() == _version_str(vt) else None
-    if known is None:
-        result["classification"] = "unsupported"
-        result["reason"] = (
-            "LMCache %s is not a known release shape (known: %s)"
-            % (version, ", ".join(sorted(KNOWN_RELEASES, key=parse_version))))
-        return result
-    shape, pristine = known
-    result["shape"] = shape
-    states = []
-    for relpath in sorted(pristine):
-        path = os.path.join(site_packages, relpath)
-        state, data, original = _file_state(path, relpath, shape, pristine[relpath])
-        result["files"][relpath] = {
-            "path": path,
-            "state": state,
-            "original_sha256": pristine[relpath],
-            "current_sha256": sha256_bytes(data) if data is not None else None,
-            "_data": data,
-            "_original": original,
-        }
-        states.append(state)
-        if state in ("missing", "unknown"):
-            result["classification"] = "unsupported"
-            if state == "missing":
-                result["reason"] = "LMCache %s: %s is missing" % (version, path)
-            else:
-                result["reason"] = (
-                    "LMCache %s: %s (sha256 %s) matches neither the pristine file "
-                    "(sha256 %s) nor this collection's patch of it; it was changed by "
-                    "hand or comes from another build; reinstall LMCache %s"
-                    % (version, path, result["files"][relpath]["current_sha256"],
-                       pristine[relpath], version))
+            result["reason"] = "%s supports HPU natively: %s" % (label, native)
             return result
+    shape, why = _detect_shape(site_packages, state)
+    if shape is None:
+        return refuse(why)
+    result["shape"] = shape
+    blocker = _c_ops_blocker(site_packages)
+    if blocker:
+        return refuse("shape %s fits, but %s" % (shape, blocker))
+
+    record = read_record(found.get("record"))
+    recorded = (state or {}).get("files", {})
+    relpaths = set(SHAPES[shape]["files"]) | set(recorded)
+    for rel in _package_py_files(site_packages):
+        if rel in relpaths:
+            continue
+        data = _read(os.path.join(site_packages, rel))
+        if data is not None and (CUDA_CALL.encode() in data):
+            text = data.decode("utf-8", "replace")
+            if CUDA_GUARD in text or cuda_call_offsets(text):
+                relpaths.add(rel)
+    states = []
+    for rel in sorted(relpaths):
+        path = os.path.join(site_packages, rel)
+        data = _read(path)
+        entry = {"path": path, "state": None, "original_sha256": None, "current_sha256": None,
+                 "reference": None, "_data": data, "_original": None, "_patched": None}
+        result["files"][rel] = entry
+        if data is None:
+            return refuse("%s is missing" % path)
+        entry["current_sha256"] = sha256_bytes(data)
+        if rel in recorded:
+            reference, source = recorded[rel].get("pristine_sha256"), STATE_RELPATH
+        elif rel in record:
+            reference, source = record[rel], "the wheel's RECORD"
+        else:
+            reference, source = None, None
+        try:
+            text = data.decode("utf-8")
+            original = unpatch_text(text, shape, rel)
+            patched = patch_text(original, shape, rel)
+        except (UnicodeDecodeError, PatchError, tokenize.TokenError, SyntaxError) as exc:
+            return refuse("%s cannot be restored to LMCache's file (%s); reinstall LMCache" % (path, exc))
+        if CUDA_GUARD in original:
+            return refuse("%s already contains %r outside this patch" % (path, CUDA_GUARD))
+        original_b = original.encode("utf-8")
+        entry["original_sha256"] = sha256_bytes(original_b)
+        entry["reference"] = source
+        if reference is not None and entry["original_sha256"] != reference:
+            return refuse(
+                "%s (sha256 %s) matches neither LMCache's file (sha256 %s in %s) nor this "
+                "collection's patch of it; it was changed by hand or comes from another build; "
+                "reinstall LMCache %s" % (path, entry["current_sha256"], reference, source, version or ""))
+        entry["_original"] = original_b
+        entry["_patched"] = patched.encode("utf-8")
+        if data == entry["_patched"]:
+            entry["state"] = "patched"
+        elif data == original_b:
+            entry["state"] = "pristine"
+        else:
+            entry["state"] = "partial"
+        states.append(entry["state"])
+
+    uses_connector = SHAPES[shape]["connector"]
     connector_path = os.path.join(site_packages, CONNECTOR_RELPATH)
     connector_sha = sha256_file(connector_path)
     result["connector"] = {
         "path": connector_path,
         "current_sha256": connector_sha,
-        "expected_sha256": CONNECTOR_SHA256,
+        "expected_sha256": CONNECTOR_SHA256 if uses_connector else None,
     }
-    if all(s == "patched" for s in states) and connector_sha == CONNECTOR_SHA256:
+    connector_ok = connector_sha == CONNECTOR_SHA256 if uses_connector else connector_sha is None
+    state_ok = state is not None and all(
+        recorded.get(rel, {}).get("pristine_sha256") == f["original_sha256"]
+        for rel, f in result["files"].items()) and set(recorded) == set(result["files"])
+    if all(s == "patched" for s in states) and connector_ok and state_ok:
         result["classification"] = "patched"
-        result["reason"] = "LMCache %s carries the %s (shape %s)" % (version, PATCH_NAME, shape)
+        result["reason"] = "%s carries the %s (shape %s, %d files)" % (label, PATCH_NAME, shape, len(states))
         return result
     result["classification"] = "patchable"
     result["patch_needed"] = True
-    if all(s == "pristine" for s in states):
-        result["reason"] = "LMCache %s is pristine (shape %s) and needs the HPU patch" % (version, shape)
+    if all(s == "pristine" for s in states) and state is None:
+        result["reason"] = "%s fits shape %s (%s) and needs the HPU patch" % (
+            label, shape, SHAPES[shape]["description"])
+    elif all(s == "patched" for s in states) and not connector_ok:
+        result["reason"] = "%s is patched but the HPU connector %s is %s" % (
+            label, connector_path, "missing" if connector_sha is None else "altered")
     elif all(s == "patched" for s in states):
-        result["reason"] = (
-            "LMCache %s is patched but the HPU connector %s is %s"
-            % (version, connector_path, "missing" if connector_sha is None else "altered"))
+        result["reason"] = "%s is patched but %s is missing or out of date" % (label, result["state_file"])
     else:
-        result["reason"] = "LMCache %s is partially patched (shape %s)" % (version, shape)
+        result["reason"] = "%s is partially patched (shape %s): %s" % (
+            label, shape, ", ".join(sorted(r for r, f in result["files"].items() if f["state"] != "patched")))
     return result
 
 
 def _public(info):
-    out = dict(info)
+    out = dict((k, v) for k, v in info.items() if not k.startswith("_"))
     out["files"] = dict(
         (k, dict((kk, vv) for kk, vv in v.items() if not kk.startswith("_")))
         for k, v in info.get("files", {}).items())
@@ -598,7 +877,7 @@ def classify(site_packages):
 
     Returns a dict with at least ``lmcache_version`` (str or None),
     ``classification`` (native/patchable/patched/unsupported/missing),
-    ``patch_needed`` (bool) and ``reason`` (str).
+    ``patch_needed`` (bool), ``reason`` (str) and ``shape`` (str or None).
     """
     try:
         return _public(inspect_install(site_packages))
@@ -609,6 +888,7 @@ def classify(site_packages):
             "classification": "unsupported",
             "patch_needed": False,
             "reason": "could not inspect %s: %s" % (site_packages, exc),
+            "shape": None,
             "files": {},
         }
 
@@ -723,16 +1003,39 @@ def _diff(path, before, after):
     }
 
 
+
+def state_document(info, connector_source):
+    """The JSON state file written next to the patched files (bytes, deterministic)."""
+    doc = {
+        "patch": PATCH_NAME,
+        "format": STATE_FORMAT,
+        "lmcache_version": info["lmcache_version"],
+        "shape": info["shape"],
+        "connector": {
+            "path": CONNECTOR_RELPATH,
+            "sha256": sha256_bytes(connector_source),
+        } if SHAPES[info["shape"]]["connector"] else None,
+        "files": dict(
+            (rel, {
+                "pristine_sha256": f["original_sha256"],
+                "patched_sha256": sha256_bytes(f["_patched"]),
+                "pristine_reference": f["reference"] or "content (no RECORD entry)",
+            })
+            for rel, f in sorted(info["files"].items())),
+    }
+    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
 def plan(site_packages, state, connector_source, backup=True):
     """Compute what ``state`` needs: returns (info, actions).
 
     ``actions`` is a list of dicts: ``{"op": "write"|"remove", "path", "data",
-    "backup_from", "relpath", "before"}``. Raises PatchError for refusals.
+    "backup", "relpath", "before"}``. Raises PatchError for refusals.
     """
     info = inspect_install(site_packages)
     cls = info["classification"]
     if cls in ("missing", "unsupported"):
-        details = dict((k, info[k]) for k in ("lmcache_version", "classification", "reason"))
+        details = dict((k, info[k]) for k in ("lmcache_version", "classification", "reason", "shape"))
         details["patch_needed"] = False
         if cls == "missing":
             raise PatchError("LMCache is not installed: %s" % info["reason"], details)
@@ -740,44 +1043,51 @@ def plan(site_packages, state, connector_source, backup=True):
     actions = []
     if cls == "native":
         return info, actions
+    uses_connector = SHAPES[info["shape"]]["connector"]
     connector_path = os.path.join(site_packages, CONNECTOR_RELPATH)
+    state_path = info["state_file"]
+    current_state = _read(state_path)
     if state == "present":
         if cls == "patched":
             return info, actions
-        if connector_source is None or sha256_bytes(connector_source) != CONNECTOR_SHA256:
+        if uses_connector and (connector_source is None or sha256_bytes(connector_source) != CONNECTOR_SHA256):
             raise PatchError(
                 "the HPU connector source shipped with this collection does not match "
                 "its recorded sha256 %s; the collection is damaged" % CONNECTOR_SHA256)
         for relpath, f in sorted(info["files"].items()):
-            if f["state"] == "pristine":
-                new = patch_text(f["_data"].decode("utf-8"), info["shape"], relpath).encode("utf-8")
+            if f["state"] != "patched":
                 actions.append({
-                    "op": "write", "relpath": relpath, "path": f["path"], "data": new,
-                    "before": f["_data"],
+                    "op": "write", "relpath": relpath, "path": f["path"], "data": f["_patched"],
+                    "before": f["_data"], "backup_data": f["_original"],
                     "backup": f["path"] + BACKUP_SUFFIX if backup else None,
                 })
-        current = None
-        if os.path.isfile(connector_path):
-            with open(connector_path, "rb") as fh:
-                current = fh.read()
-        if current != connector_source:
+        if uses_connector:
+            current = _read(connector_path)
+            if current != connector_source:
+                actions.append({
+                    "op": "write", "relpath": CONNECTOR_RELPATH, "path": connector_path,
+                    "data": connector_source, "before": current, "backup": None, "mode": 0o644,
+                })
+        doc = state_document(info, connector_source if uses_connector else b"")
+        if current_state != doc:
             actions.append({
-                "op": "write", "relpath": CONNECTOR_RELPATH, "path": connector_path,
-                "data": connector_source, "before": current, "backup": None, "mode": 0o644,
+                "op": "write", "relpath": STATE_RELPATH, "path": state_path, "data": doc,
+                "before": current_state, "backup": None, "mode": 0o644,
             })
         return info, actions
-    # state == absent
+    # state == absent: the files first, the state file last
     for relpath, f in sorted(info["files"].items()):
-        if f["state"] == "patched":
+        if f["state"] != "pristine":
             actions.append({
                 "op": "write", "relpath": relpath, "path": f["path"], "data": f["_original"],
                 "before": f["_data"], "backup": None,
             })
-    if os.path.lexists(connector_path):
-        with open(connector_path, "rb") as fh:
-            current = fh.read()
+    if uses_connector and os.path.lexists(connector_path):
         actions.append({"op": "remove", "relpath": CONNECTOR_RELPATH, "path": connector_path,
-                        "data": None, "before": current, "backup": None})
+                        "data": None, "before": _read(connector_path), "backup": None})
+    if current_state is not None:
+        actions.append({"op": "remove", "relpath": STATE_RELPATH, "path": state_path,
+                        "data": None, "before": current_state, "backup": None})
     return info, actions
 
 
@@ -795,22 +1105,23 @@ def run(site_packages, state="present", backup=True, check_mode=False, python=No
     info, actions = plan(site_packages, state, connector_source, backup)
     python = python or sys.executable
     changed = bool(actions)
-    to_compile = dict((a["relpath"], a["data"]) for a in actions if a["op"] == "write")
+    to_compile = dict((a["relpath"], a["data"]) for a in actions
+                      if a["op"] == "write" and a["relpath"].endswith(".py"))
     if to_compile:
         compile_check(python, to_compile)
-    files = []
     written = []
     if changed and not check_mode:
+        current = None
         try:
             for a in actions:
+                current = a
                 if a["op"] == "write":
                     if a.get("backup") and not os.path.exists(a["backup"]):
-                        atomic_write(a["backup"], a["before"])
+                        atomic_write(a["backup"], a["backup_data"])
                     atomic_write(a["path"], a["data"], a.get("mode"))
-                    written.append(a)
                 else:
                     os.unlink(a["path"])
-                    written.append(a)
+                written.append(a)
             if state == "absent":
                 for relpath, f in info["files"].items():
                     bpath = _backup_path_for(f["path"])
@@ -826,8 +1137,9 @@ def run(site_packages, state="present", backup=True, check_mode=False, python=No
                 except (IOError, OSError):
                     pass
             raise PatchError("writing %s failed (%s); the earlier writes were rolled back"
-                             % (a["path"], exc))
+                             % (current["path"] if current else site_packages, exc))
     after = inspect_install(site_packages) if (changed and not check_mode) else info
+    files = []
     for relpath, f in sorted(after.get("files", {}).items()):
         bpath = _backup_path_for(f["path"])
         files.append({
@@ -836,8 +1148,8 @@ def run(site_packages, state="present", backup=True, check_mode=False, python=No
             "current_sha256": f["current_sha256"],
             "backup": bpath if os.path.exists(bpath) else None,
         })
-    conn = os.path.join(site_packages, CONNECTOR_RELPATH)
-    if info["classification"] != "native":
+    if info["shape"] and SHAPES[info["shape"]]["connector"]:
+        conn = os.path.join(site_packages, CONNECTOR_RELPATH)
         files.append({
             "path": conn,
             "original_sha256": None,
@@ -852,10 +1164,9 @@ def run(site_packages, state="present", backup=True, check_mode=False, python=No
         "reason": info["reason"],
         "shape": info["shape"],
         "site_packages": site_packages,
+        "state_file": info.get("state_file"),
         "files": files,
     }
-    if state == "absent":
-        result["patch_needed"] = False
     diffs = [_diff(a["path"], a["before"], a["data"]) for a in actions]
     result["diff"] = diffs if want_diff else [dict(d, before="", after="") for d in diffs]
     return result

@@ -24,3 +24,21 @@ if COLLECTIONS not in sys.path:
 HELPERS = os.path.join(ROOT, "tests", "unit", "plugins", "module_utils")
 if HELPERS not in sys.path:
     sys.path.insert(1, HELPERS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests in a module that uses the real LMCache releases carry the ``network`` marker.
+
+    A module that marks some of its tests itself is left alone (its other tests need no
+    download); the others get the marker on every test.
+    """
+    by_module = {}
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None:
+            by_module.setdefault(module, []).append(item)
+    for module, module_items in by_module.items():
+        uses_wheels = any(getattr(v, "__name__", None) == "lmcache_wheels" for v in vars(module).values())
+        if uses_wheels and not any(i.get_closest_marker("network") for i in module_items):
+            for item in module_items:
+                item.add_marker("network")

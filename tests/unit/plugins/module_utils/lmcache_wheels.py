@@ -1,66 +1,109 @@
 """Real LMCache releases for the HPU patch tests (helper, not a test module).
 
-Wheels (0.3.0 only exists as an sdist) are downloaded once with
-``pip download --no-deps`` into
-``${GVL_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/gaudi-vllm-lmcache}/lmcache-wheels``
-and unpacked once into ``.../lmcache-src/<version>/`` (``lmcache/`` and the
-dist-info). Tests build site-packages trees from that cache. A test is skipped
-only when PyPI cannot be reached and the release is not cached yet.
+Every release is fetched once from PyPI into
+``${GVL_CACHE_DIR:-$HOME/.cache/gaudi-vllm-lmcache}/lmcache-wheels`` (wheels with
+``pip download --no-deps``; 0.3.0 exists only as an sdist, which pip would build to read its
+metadata, so it is fetched from PyPI's simple index and checked against the sha256 the index
+lists) and unpacked once into ``.../lmcache-src/<version>/`` (``lmcache/`` and the dist-info,
+with the wheel's RECORD). After the first run no network is needed.
+
+Tests that use these releases carry the ``network`` marker (pytest.ini). They never skip:
+when a release is neither cached nor downloadable the test fails and says so, so that an
+offline CI cannot lose the guarantee silently (deselect with ``-m "not network"`` on purpose).
 """
 
+import base64
+import binascii
 import glob
+import hashlib
+import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
+import urllib.request
 import zipfile
 
-import pytest
-
 ALL_RELEASES = (
-    ["0.3.%d" % i for i in range(0, 16) if i != 8]
+    ["0.3.0", "0.3.1", "0.3.1.post1", "0.3.2", "0.3.3", "0.3.4", "0.3.5", "0.3.6", "0.3.7",
+     "0.3.9", "0.3.9.post1", "0.3.9.post2", "0.3.10", "0.3.10.post1", "0.3.10.post2"]
+    + ["0.3.%d" % i for i in range(11, 16)]
     + ["0.4.%d" % i for i in range(1, 8)]
     + ["0.5.%d" % i for i in range(0, 7)]
 )
 NEWEST = ALL_RELEASES[-1]
+SDIST_ONLY = ("0.3.0",)
+
+
+def version_key(version):
+    """'0.3.10.post2' -> (0, 3, 10, 2); '0.3.10' -> (0, 3, 10, 0)."""
+    main, _sep, post = version.partition(".post")
+    return tuple(int(x) for x in main.split(".")) + (int(post or 0),)
 
 
 def cache_root():
     base = os.environ.get("GVL_CACHE_DIR")
     if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "gaudi-vllm-lmcache")
+        base = os.path.join(os.path.expanduser("~"), ".cache", "gaudi-vllm-lmcache")
     return base
 
 
-def _pypi_reachable():
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
+def _cached(d, version):
+    return sorted(glob.glob(os.path.join(d, "lmcache-%s-*.whl" % version))
+                  + glob.glob(os.path.join(d, "lmcache-%s.tar.gz" % version)))
+
+
+def _fetch_sdist(version, d):
+    """Fetch lmcache-<version>.tar.gz through PyPI's simple index (JSON), sha256-checked."""
+    req = urllib.request.Request("https://pypi.org/simple/lmcache/",
+                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        index = json.loads(resp.read().decode("utf-8"))
+    name = "lmcache-%s.tar.gz" % version
+    entry = [f for f in index.get("files", []) if f.get("filename") == name]
+    if not entry:
+        raise AssertionError("PyPI's simple index lists no %s" % name)
+    with urllib.request.urlopen(entry[0]["url"], timeout=300) as resp:
+        data = resp.read()
+    want = entry[0].get("hashes", {}).get("sha256")
+    if hashlib.sha256(data).hexdigest() != want:
+        raise AssertionError("%s: sha256 %s, PyPI lists %s" % (name, hashlib.sha256(data).hexdigest(), want))
+    tmp = os.path.join(d, name + ".part")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, os.path.join(d, name))
 
 
 def wheel_path(version):
-    """Path of the cached wheel (or sdist) of ``version``; downloads it when missing."""
+    """Path of the cached wheel (or sdist) of ``version``; downloads it when missing.
+
+    Raises AssertionError (never skips) when the release cannot be had.
+    """
     d = os.path.join(cache_root(), "lmcache-wheels")
     os.makedirs(d, exist_ok=True)
-    found = sorted(glob.glob(os.path.join(d, "lmcache-%s-*.whl" % version))
-                   + glob.glob(os.path.join(d, "lmcache-%s.tar.gz" % version)))
+    found = _cached(d, version)
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
-           "--disable-pip-version-check", "lmcache==%s" % version, "-d", d]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900, check=False)
-    found = sorted(glob.glob(os.path.join(d, "lmcache-%s-*.whl" % version))
-                   + glob.glob(os.path.join(d, "lmcache-%s.tar.gz" % version)))
+    detail = ""
+    try:
+        if version in SDIST_ONLY:
+            _fetch_sdist(version, d)
+        else:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                   "--disable-pip-version-check", "lmcache==%s" % version, "-d", d]
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
+                                  check=False)
+            detail = proc.stdout.decode("utf-8", "replace")[-2000:]
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        detail = "%s: %s" % (type(exc).__name__, exc)
+    found = _cached(d, version)
     if found:
         return found[0]
-    if not _pypi_reachable():
-        pytest.skip("PyPI is unreachable and LMCache %s is not cached in %s" % (version, d))
-    raise AssertionError("pip download lmcache==%s failed:\n%s" % (version, proc.stdout.decode()))
+    raise AssertionError(
+        "LMCache %s is not cached in %s and could not be downloaded from PyPI; these tests need "
+        "the real releases (run once with network access, or deselect them with -m 'not network'):\n%s"
+        % (version, d, detail))
 
 
 def source_dir(version):
@@ -76,10 +119,10 @@ def source_dir(version):
     if archive.endswith(".whl"):
         with zipfile.ZipFile(archive) as zf:
             members = [n for n in zf.namelist()
-                       if n.startswith("lmcache/") or ".dist-info/" in n.split("/", 1)[0] + "/"]
+                       if n.startswith("lmcache/") or n.split("/", 1)[0].endswith(".dist-info")]
             zf.extractall(tmp, members)
     else:
-        # sdist (0.3.0): take lmcache/ and turn PKG-INFO into a dist-info METADATA
+        # sdist (0.3.0): take lmcache/ and turn PKG-INFO into a dist-info METADATA (no RECORD)
         with tarfile.open(archive) as tf:
             tf.extractall(tmp)
         top = os.path.join(tmp, "lmcache-%s" % version)
@@ -95,21 +138,13 @@ def source_dir(version):
     return dest
 
 
-# Files the tests copy into a minimal site-packages (enough for classification,
-# patching and revert; the full tree is used where byte-identity of the whole
-# package matters).
-_RELEVANT = [
-    "lmcache/__init__.py",
-    "lmcache/integration/vllm/vllm_v1_adapter.py",
-    "lmcache/integration/vllm/utils.py",
-    "lmcache/v1/manager.py",
-    "lmcache/v1/gpu_connector/__init__.py",
-    "lmcache/v1/gpu_connector/hpu_connector.py",
-]
-
-
 def make_site(version, dest, full=False):
-    """Build a site-packages directory at ``dest`` with the real files of ``version``."""
+    """Build a site-packages directory at ``dest`` with the real files of ``version``.
+
+    By default every ``.py`` file of the package and the dist-info (with RECORD) are copied,
+    which is all that classification, patching and revert read; ``full`` copies the
+    compiled extensions and data files too.
+    """
     src = source_dir(version)
     os.makedirs(dest, exist_ok=True)
     for info in glob.glob(os.path.join(src, "*.dist-info")):
@@ -117,12 +152,10 @@ def make_site(version, dest, full=False):
     if full:
         shutil.copytree(os.path.join(src, "lmcache"), os.path.join(dest, "lmcache"))
         return dest
-    for rel in _RELEVANT:
-        s = os.path.join(src, rel)
-        if os.path.isfile(s):
-            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
-            shutil.copy2(s, os.path.join(dest, rel))
-    os.makedirs(os.path.join(dest, "lmcache", "v1"), exist_ok=True)
+    shutil.copytree(os.path.join(src, "lmcache"), os.path.join(dest, "lmcache"),
+                    ignore=lambda d, names: [n for n in names
+                                             if not n.endswith(".py")
+                                             and not os.path.isdir(os.path.join(d, n))])
     return dest
 
 
@@ -135,3 +168,37 @@ def tree_digest(root):
             with open(p, "rb") as f:
                 out[os.path.relpath(p, root)] = f.read()
     return out
+
+
+def record_hashes(site):
+    """{relpath: sha256 hex} for the package files listed in the wheel's RECORD."""
+    out = {}
+    for record in glob.glob(os.path.join(site, "lmcache-*.dist-info", "RECORD")):
+        with open(record) as f:
+            for line in f:
+                parts = line.strip().rsplit(",", 2)
+                if len(parts) == 3 and parts[0].startswith("lmcache/") and parts[1].startswith("sha256="):
+                    b64 = parts[1][len("sha256="):]
+                    raw = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+                    out[parts[0]] = binascii.hexlify(raw).decode("ascii")
+    return out
+
+
+def record_mismatches(site):
+    """Package files that are present and differ from RECORD, and files RECORD does not list."""
+    record = record_hashes(site)
+    changed, extra = [], []
+    for rel, digest in sorted(record.items()):
+        p = os.path.join(site, rel)
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() != digest:
+                    changed.append(rel)
+    pkg = os.path.join(site, "lmcache")
+    for d, dirs, files in os.walk(pkg):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        for name in files:
+            rel = os.path.relpath(os.path.join(d, name), site).replace(os.sep, "/")
+            if rel not in record:
+                extra.append(rel)
+    return changed, sorted(extra)

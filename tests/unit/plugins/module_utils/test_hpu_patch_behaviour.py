@@ -157,7 +157,7 @@ def adapter_namespace(fake_torch, rank, use_layerwise=False):
     return ns, cfg, vllm_config, calls
 
 
-@pytest.mark.parametrize("version", ["0.3.6", "0.3.9"])
+@pytest.mark.parametrize("version", ["0.3.7", "0.3.9.post2"])
 def test_patched_adapter_picks_hpu_under_gpu_migration(version, tmp_path, lmcache_packages):
     site = patched_site(version, tmp_path)
     lmcache_packages(site)
@@ -175,7 +175,7 @@ def test_patched_adapter_picks_hpu_under_gpu_migration(version, tmp_path, lmcach
     assert ns["_gvl_device_type"]() == "hpu"
 
 
-@pytest.mark.parametrize("version", ["0.3.6", "0.3.9"])
+@pytest.mark.parametrize("version", ["0.3.7", "0.3.9.post2"])
 def test_patched_adapter_on_cuda_host_is_upstream(version, tmp_path, lmcache_packages):
     site = patched_site(version, tmp_path)
     lmcache_packages(site)
