@@ -8,6 +8,7 @@ patched code imports is the real file the module installed into the patched tree
 
 import ast
 import builtins
+import inspect
 import os
 import sys
 import types
@@ -75,6 +76,13 @@ class Namespace(dict):
         if hasattr(builtins, key):
             return getattr(builtins, key)
         return Anything()
+
+
+def init_engine(fn, cfg, vllm_config):
+    """Call _init_lmcache_engine; 0.3.9.post2 added a ``role`` argument (a worker here)."""
+    if "role" in inspect.signature(fn).parameters:
+        return fn(cfg, vllm_config, "worker")
+    return fn(cfg, vllm_config)
 
 
 def load_patched(path, func_name, namespace):
@@ -165,7 +173,7 @@ def test_patched_adapter_picks_hpu_under_gpu_migration(version, tmp_path, lmcach
     cuda = StandInDeviceModule(True, 8)  # PT_HPU_GPU_MIGRATION=1: cuda looks available too
     ns, cfg, vcfg, calls = adapter_namespace(stand_in_torch(hpu, cuda), rank=5)
     fn = load_patched(os.path.join(site, hp.ADAPTER), "_init_lmcache_engine", ns)
-    fn(cfg, vcfg)
+    init_engine(fn, cfg, vcfg)
     conn = calls["connector"]
     assert type(conn).__name__ == "VLLMPagedMemHPUConnectorV2"
     assert type(conn).__module__ == "lmcache.v1.gaudi_hpu_connector"
@@ -182,14 +190,14 @@ def test_patched_adapter_on_cuda_host_is_upstream(version, tmp_path, lmcache_pac
     cuda = StandInDeviceModule(True, 8)
     ns, cfg, vcfg, calls = adapter_namespace(stand_in_torch(None, cuda), rank=5)
     fn = load_patched(os.path.join(site, hp.ADAPTER), "_init_lmcache_engine", ns)
-    fn(cfg, vcfg)
+    init_engine(fn, cfg, vcfg)
     conn = calls["connector"]
     assert isinstance(conn, Recorder)  # LMCache's own VLLMPagedMemGPUConnectorV2
     assert conn.kwargs["device"] == torch.device("cuda:5") and cuda.current == 5
     assert "lmcache.v1.gaudi_hpu_connector" not in sys.modules
     # Gaudi libraries present but no usable HPU: still CUDA
     ns2, cfg2, vcfg2, calls2 = adapter_namespace(stand_in_torch(StandInDeviceModule(False, 0), cuda), rank=3)
-    load_patched(os.path.join(site, hp.ADAPTER), "_init_lmcache_engine", ns2)(cfg2, vcfg2)
+    init_engine(load_patched(os.path.join(site, hp.ADAPTER), "_init_lmcache_engine", ns2), cfg2, vcfg2)
     assert calls2["connector"].kwargs["device"] == torch.device("cuda:3")
 
 
@@ -200,7 +208,7 @@ def test_patched_adapter_refuses_layerwise_on_hpu(tmp_path, lmcache_packages):
         stand_in_torch(StandInDeviceModule(True, 8), StandInDeviceModule(True, 8)), rank=0, use_layerwise=True)
     fn = load_patched(os.path.join(site, hp.ADAPTER), "_init_lmcache_engine", ns)
     with pytest.raises(ValueError, match="layerwise"):
-        fn(cfg, vcfg)
+        init_engine(fn, cfg, vcfg)
 
 
 def test_patched_adapter_slot_mapping_and_mark_step(tmp_path):
