@@ -277,3 +277,56 @@ def test_patched_create_gpu_connector_0_4_2(tmp_path, monkeypatch, lmcache_packa
     assert tuple(conn.get_shape(256)) == (2, 32, 256, 1024)
     with pytest.raises(ValueError, match="layerwise"):
         fn(types.SimpleNamespace(use_layerwise=True), meta, "vllm")
+
+
+# --- GPU migration: LMCache's own engine modules, imported for real --------------------------
+
+PROBE = os.path.join(HERE, "lmcache_migration_probe.py")
+ENGINE_MODULES = ["lmcache.v1.memory_management", "lmcache.v1.cache_engine", "lmcache.v1.storage_backend",
+                  "lmcache.v1.gpu_connector"]
+
+
+def probe(site, pick):
+    import json
+    import subprocess
+    args = [sys.executable, PROBE, site, ",".join(ENGINE_MODULES)] + (["pick"] if pick else [])
+    out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("version", ["0.3.7", "0.3.9.post2", "0.3.10.post2", "0.3.13", "0.4.2", "0.4.3", "0.4.4"])
+def test_engine_modules_import_under_gpu_migration(version, tmp_path):
+    """torch.cuda.is_available() True and torch.hpu present: the pristine release reaches for
+    lmcache.c_ops; the patched one imports its engine modules without touching it and, where
+    LMCache chooses the connector in CreateGPUConnector (0.3.14 and later), picks the HPU
+    connector, which keeps vLLM-Gaudi's (K, V) layers as they are."""
+    pristine = W.make_site(version, str(tmp_path / "pristine"))
+    before = probe(pristine, pick=False)
+    assert before["events"]["c_ops"] > 0, before
+
+    site = patched_site(version, tmp_path)
+    after = probe(site, pick=W.version_key(version) >= (0, 3, 14, 0))
+    assert after["imports"] == dict((m, "ok") for m in ENGINE_MODULES), after
+    assert after["events"]["c_ops"] == 0 and after["events"]["cuda_stream"] == 0, after
+    if after["pick"] is not None:
+        shape = hp.classify(site)["shape"]
+        module = ("lmcache.v1.gpu_connector.hpu_connector" if shape == "hpu_connector_kv_pairs"
+                  else "lmcache.v1.gaudi_hpu_connector")
+        assert after["pick"] == {"class": "VLLMPagedMemHPUConnectorV2", "module": module, "kvcaches": "kept"}, after
+
+
+def test_native_connector_of_0_4_3_fails_on_kv_pairs_until_patched(tmp_path):
+    """LMCache 0.4.3's HPU connector inherits initialize_kvcaches_ptr(), which calls
+    .is_contiguous() on each layer: vLLM-Gaudi's (K, V) TensorTuple has no such method."""
+    import json
+    import subprocess
+    pristine = W.make_site("0.4.3", str(tmp_path / "pristine"))
+    env = dict(os.environ, PROBE_GPU_MIGRATION="0")
+    out = subprocess.check_output([sys.executable, PROBE, pristine, "lmcache.v1.gpu_connector", "pick"], env=env)
+    pick = json.loads(out.decode().strip().splitlines()[-1])["pick"]
+    assert pick["module"] == "lmcache.v1.gpu_connector.hpu_connector"
+    assert pick["kvcaches"].startswith("AttributeError") and "is_contiguous" in pick["kvcaches"]
+    site = patched_site("0.4.3", tmp_path)
+    out = subprocess.check_output([sys.executable, PROBE, site, "lmcache.v1.gpu_connector", "pick"], env=env)
+    assert json.loads(out.decode().strip().splitlines()[-1])["pick"]["kvcaches"] == "kept"
