@@ -1,28 +1,30 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, gaudi.vllm_lmcache contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Detect LMCache's HPU support per version; apply or revert the HPU patch.
+"""Detect LMCache's HPU support by content; apply or revert the HPU patch.
 
 Standard library only, so that this file can also be copied next to a script and
 imported as a plain module (``import lmcache_hpu_patch``); see :func:`classify`.
 
-How an install is recognised (never by importing LMCache, which pulls in torch
-and vLLM): the version comes from ``lmcache-<v>.dist-info/METADATA`` (or an
-``.egg-info``), the files are read by path. Every LMCache release that needs the
-patch (0.3.6 to 0.4.2) has its pristine files listed below by sha256; each
-release maps to one *shape*, a list of exact-text edits whose anchors must occur
-exactly as often as expected. The edits are reversible, so a patched file is
-recognised by undoing the edits and finding the pristine sha256 again, and a
-revert is byte-exact with or without a backup.
+How an install is recognised (never by importing LMCache, which pulls in torch and vLLM):
+files are read by path and the version (for messages only) comes from
+``lmcache-<v>.dist-info/METADATA``. Each *shape* below is a list of exact-text edits whose
+anchors must occur exactly as often as expected; the first shape whose edits all fit is the
+one used, whatever the version string says (post releases, rebuilds). On top of the shape's
+edits every code call of ``torch.cuda.is_available()`` in the package is guarded (see
+CUDA_GUARD). The edits are reversible: a patched file is recognised by undoing them, and the
+sha256 of the result must equal the pristine sha256 recorded at patch time in STATE_RELPATH
+(or, before that, the wheel's RECORD entry), so a revert is byte-exact for any release.
 
 Classifications:
 
-* ``native``      LMCache 0.4.3 or later (``lmcache/v1/gpu_connector/hpu_connector.py``).
-* ``patchable``   a known pristine shape (or a partial / connector-less patch).
-* ``patched``     this collection's patch in place, connector file intact.
-* ``unsupported`` older than 0.3.6 (0.3.0 to 0.3.5: no startup line and device
-                  block this patch is anchored on), or files that match no known
-                  shape (edited by hand, unknown build).
+* ``native``      the HPU connector ``lmcache/v1/gpu_connector/hpu_connector.py`` overrides
+                  ``initialize_kvcaches_ptr`` (LMCache 0.4.5 and later).
+* ``patchable``   a shape fits (0.3.7 to 0.4.4, post releases included), or a partial patch.
+* ``patched``     this collection's patch in place, connector and state file intact.
+* ``unsupported`` no shape fits (0.3.0 to 0.3.5, hand-edited files; the reason names the
+                  shape, file and anchor), or a shape fits but the release cannot run on Gaudi
+                  (0.3.6: module-level ``import lmcache.c_ops`` and no fallback).
 * ``missing``     no LMCache in the given directory.
 """
 

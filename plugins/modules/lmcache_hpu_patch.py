@@ -14,26 +14,39 @@ version_added: 0.1.0
 author:
   - gaudi.vllm_lmcache maintainers (@gaudi-vllm-lmcache)
 description:
-  - Finds the LMCache installed in a virtualenv without importing it (version from the
-    C(lmcache-*.dist-info), files by path) and classifies it as C(native) (0.4.3 and later,
-    HPU support built in), C(patchable) (a known pristine release shape, 0.3.6 to 0.4.2),
-    C(patched) (this collection's patch is in place), or C(unsupported) (older than 0.3.6,
-    or files that match no known shape, for example edited by hand).
-  - With O(state=present) it patches LMCache's vLLM integration for Intel Gaudi. The device
-    choice checks HPU before CUDA, so it stays right under C(PT_HPU_GPU_MIGRATION=1), and
-    picks C(hpu:<rank % device_count>). The C(slot_mapping.cuda()) calls become
-    device-neutral. The adapter calls C(htcore.mark_step()) where it waits for loads and
-    saves. The device type goes into the connector's init and its startup log line. On
-    CUDA hosts the behaviour is the same as upstream.
-  - For every patched release it also installs a pure-PyTorch HPU KV-cache connector as
-    C(lmcache/v1/gaudi_hpu_connector.py). The patched code creates that connector instead
-    of the CUDA connector when the device is an HPU.
+  - Finds the LMCache installed in a virtualenv without importing it and classifies it by its
+    content, not by its version string. Each release shape is a list of exact-text edits whose
+    anchors must each occur exactly the expected number of times; the first shape whose edits
+    all fit is used, so post releases and rebuilds with the same code are handled.
+  - C(native) means LMCache ships an HPU connector (C(lmcache/v1/gpu_connector/hpu_connector.py))
+    that overrides C(initialize_kvcaches_ptr) for vLLM-Gaudi's (K, V) layers (0.4.5 and later).
+    C(patchable) means a shape fits (0.3.7 to 0.4.4, post releases included). C(patched) means
+    this collection's patch is in place. C(unsupported) means no shape fits (0.3.0 to 0.3.5, or
+    files edited by hand; the reason names the shape, file and anchor that did not match) or a
+    shape fits but the release cannot run on Gaudi (0.3.6 imports the CUDA extension
+    C(lmcache.c_ops) unconditionally and has no fallback).
+  - With O(state=present), for 0.3.7 to 0.4.2, it patches LMCache's vLLM integration for
+    Intel Gaudi. The device choice checks HPU before CUDA and picks
+    C(hpu:<rank % device_count>). The C(slot_mapping.cuda()) calls become device-neutral. The
+    adapter calls C(htcore.mark_step()) where it waits for loads and saves. The patched code
+    creates a pure-PyTorch HPU KV-cache connector, installed as
+    C(lmcache/v1/gaudi_hpu_connector.py), instead of the CUDA connector on an HPU.
+  - For 0.4.3 and 0.4.4 it adds to the native HPU connector the C(initialize_kvcaches_ptr)
+    override of 0.4.5, which keeps vLLM-Gaudi's (K, V) C(TensorTuple) layers as they are (the
+    inherited one calls C(.is_contiguous()) on each layer and fails).
+  - For every patched release, each C(torch.cuda.is_available()) call in LMCache's code becomes
+    a check that is false when an HPU is present. Under C(PT_HPU_GPU_MIGRATION=1),
+    C(torch.cuda.is_available()) is true on Gaudi, and LMCache would otherwise import
+    C(lmcache.c_ops) (needs C(libcudart.so.12) and C(libtorch_cuda.so)) or create CUDA streams.
+    On CUDA hosts the behaviour is the same as upstream.
+  - The sha256 of every file before the patch is recorded in C(lmcache/gaudi_hpu_patch.json)
+    (and checked against the wheel's RECORD where it lists the file), so the revert is byte-exact
+    for releases this collection has never seen.
   - Writes are atomic, and each original file is backed up first (unless O(backup=false)).
     Every patched file is compiled with the target interpreter before anything is written;
     a failure leaves the install untouched.
   - With O(state=absent) it restores the original files byte for byte and removes the
-    connector. The revert works with or without a backup, because the edits are reversible
-    and checked against the pristine sha256 of the release.
+    connector and the state file.
   - C(unsupported) and C(missing) installs fail with a message naming the version, the file
     and what was expected; nothing is written.
 options:
@@ -71,12 +84,12 @@ attributes:
 notes:
   - LMCache layerwise mode (C(use_layerwise)) is not supported on HPU by the patch; the
     patched code raises a clear error when it is enabled on an HPU.
-  - The files of the installed wheel change, so C(pip check)-style RECORD hashes no longer
-    match while the patch is in place. Revert before upgrading LMCache with pip.
+  - The files of the installed wheel change, so RECORD hashes no longer match while the patch
+    is in place. Revert before upgrading LMCache with pip.
 seealso:
-  - name: LMCache HPU support (upstream PR 2822, first released in 0.4.3)
-    description: The native HPU connector that makes the patch unnecessary.
-    link: https://github.com/LMCache/LMCache/pull/2822
+  - name: LMCache HPU connector (lmcache/v1/gpu_connector/hpu_connector.py)
+    description: Native since 0.4.3; the (K, V) layer override of initialize_kvcaches_ptr since 0.4.5.
+    link: https://github.com/LMCache/LMCache/blob/dev/lmcache/v1/gpu_connector/hpu_connector.py
 '''
 
 EXAMPLES = r'''
@@ -103,10 +116,11 @@ lmcache_version:
   description: Version of the installed LMCache, from its dist-info.
   returned: always
   type: str
-  sample: "0.3.9"
+  sample: "0.3.9.post2"
 classification:
   description:
-    - One of C(native), C(patchable), C(patched). After a successful run with
+    - One of C(native), C(patchable), C(patched) (failures report C(unsupported) or
+      C(missing)). After a successful run with
       O(state=present) it is C(patched) (or C(native)); after O(state=absent) it is
       C(patchable). In check mode it is the classification found before any change.
   returned: always
@@ -121,19 +135,29 @@ reason:
   description: Why the install was classified as it was.
   returned: always
   type: str
-  sample: LMCache 0.3.9 is pristine (shape adapter_cuda) and needs the HPU patch
+  sample: "LMCache 0.3.9.post2 fits shape adapter_cuda (torch.cuda hard-coded in the vLLM v1 adapter (LMCache 0.3.7 - 0.3.9.post2)) and needs the HPU patch"
 shape:
-  description: The release shape the patch used. It is null for native installs.
+  description:
+    - The release shape that fits, one of C(adapter_cuda), C(adapter_platform_cls),
+      C(adapter_platform_meta), C(adapter_platform_v3), C(manager_platform),
+      C(utils_platform), C(hpu_connector_kv_pairs). It is null for native installs.
   returned: always
   type: str
   sample: adapter_cuda
+state_file:
+  description: Where the patch records the pristine sha256 of each file it edits.
+  returned: always
+  type: str
+  sample: /opt/vllm/venv/lib/python3.10/site-packages/lmcache/gaudi_hpu_patch.json
 site_packages:
   description: The directory that holds C(lmcache/).
   returned: always
   type: str
   sample: /opt/vllm/venv/lib/python3.10/site-packages
 files:
-  description: The files the patch manages (the connector last).
+  description:
+    - The files the patch manages (the edited LMCache files, then this collection's connector
+      for the shapes that use it).
   returned: always
   type: list
   elements: dict
@@ -142,7 +166,7 @@ files:
       description: Absolute path of the file.
       type: str
     original_sha256:
-      description: sha256 of the pristine file of this release (null for the connector).
+      description: sha256 of LMCache's own file before the patch (null for the connector).
       type: str
     current_sha256:
       description: sha256 of the file now (null when absent).
