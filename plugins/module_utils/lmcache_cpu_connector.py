@@ -23,7 +23,13 @@ What this module does, without editing LMCache or vLLM on disk:
   ``hpu_kv_transfer``), which moves KV between LMCache's ``KV_2LTD`` memory
   objects and vLLM's CPU cache (one tensor per layer,
   ``[num_blocks, num_kv_heads, block_size, 2 * head_size]``) with ``index_select``
-  / ``index_copy_``. Every other device and engine goes to LMCache's own factory.
+  / ``index_copy_``, restricted to whole vLLM blocks (:class:`VLLMCPUPagedConnector`,
+  :func:`check_whole_blocks`: inside a block vLLM's CPU kernels store K transposed, so
+  a chunk's bytes are exact only block by block; LMCache's ``chunk_size`` must be a
+  multiple of vLLM's ``block_size``, 128 by default on CPU, and ``save_unfull_chunk``
+  false, LMCache's default). Chunks stored this way hold the block bytes, not
+  LMCache's token-major K/V: share them only among CPU nodes that run the same vLLM
+  build. Every other device and engine goes to LMCache's own factory.
 * :class:`LMCacheCPUConnectorV1` is a subclass of vLLM's ``LMCacheConnectorV1``
   (``vllm/distributed/kv_transfer/kv_connector/v1/lmcache_connector.py``) that
   calls :func:`install` before LMCache's adapter is built. vLLM loads it by name
@@ -75,6 +81,8 @@ __all__ = [
     "uninstall",
     "wrap_factory",
     "create_cpu_connector",
+    "check_whole_blocks",
+    "VLLMCPUPagedConnector",
     "kv_transfer_config",
 ]
 
@@ -100,8 +108,68 @@ def create_cpu_connector(config, metadata):
                 "LMCache setting %s=True (%s) is not supported by the CPU KV connector; "
                 "set %s to false for a vLLM CPU node" % (attr, what, attr)
             )
+    if getattr(config, "save_unfull_chunk", False):
+        raise ValueError(
+            "LMCache setting save_unfull_chunk=True stores partial vLLM blocks, which the CPU KV "
+            "connector cannot move (it moves whole blocks only); set save_unfull_chunk to false"
+        )
     device = torch.device("cpu") if torch is not None else "cpu"
-    return VLLMPagedMemHPUConnectorV2.from_metadata(metadata, use_gpu=False, device=device)
+    return VLLMCPUPagedConnector.from_metadata(metadata, use_gpu=False, device=device)
+
+
+def check_whole_blocks(slot_mapping, ranges, block_size):
+    """Refuse token ranges that do not cover whole vLLM blocks.
+
+    vLLM 0.32's CPU attention kernels keep each ``(block, head)`` slab of the cache in
+    their own order: measured with ``_custom_ops.cpu_attn_reshape_and_cache`` (ISA
+    ``vec``), V of token ``o`` is row ``o`` of the second half (``view(num_blocks, heads,
+    2 * block_size, head_size).chunk(2, dim=2)`` in ``cpu_attn.py``) while K is stored
+    transposed (``[head_size, block_size]``). The per-row copies of the packed layout
+    therefore move the bytes of a *whole* block exactly (a bijection of the block's
+    slab), but not one token's K. This connector only moves whole blocks: every range
+    must start at a block boundary, cover a multiple of ``block_size`` tokens and map to
+    consecutive slots within each block. ``ranges`` are ``(start, end)`` pairs into
+    ``slot_mapping``.
+    """
+    host = torch.as_tensor(slot_mapping).to(device="cpu", dtype=torch.long)
+    steps = torch.arange(block_size, dtype=torch.long)
+    for start, end in ranges:
+        n = end - start
+        if n <= 0:
+            continue
+        sl = host[start:end]
+        ok = n % block_size == 0
+        if ok:
+            rows = sl.view(-1, block_size)
+            ok = bool((rows[:, 0] % block_size == 0).all()) and bool(
+                torch.equal(rows - rows[:, :1], steps.expand_as(rows))
+            )
+        if not ok:
+            raise ValueError(
+                "the CPU KV connector moves whole vLLM blocks only, but tokens [%d, %d) do not "
+                "cover whole blocks of %d slots (first slot %d); set LMCache chunk_size to a "
+                "multiple of vLLM's block_size (%d) and keep save_unfull_chunk false"
+                % (start, end, block_size, int(sl[0]), block_size)
+            )
+
+
+class VLLMCPUPagedConnector(VLLMPagedMemHPUConnectorV2):
+    """:class:`VLLMPagedMemHPUConnectorV2` restricted to whole blocks (see :func:`check_whole_blocks`)."""
+
+    def batched_to_gpu(self, memory_objs, starts, ends, **kwargs):
+        memory_objs, starts, ends = list(memory_objs), list(starts), list(ends)
+        if kwargs.get("slot_mapping") is not None:
+            cached = int(kwargs.get("vllm_cached_tokens", 0) or 0)
+            ranges = [(max(int(s), min(int(e), cached)), int(e)) for s, e in zip(starts, ends)]
+            check_whole_blocks(kwargs["slot_mapping"], ranges, self.plan(**kwargs).block_size)
+        return super(VLLMCPUPagedConnector, self).batched_to_gpu(memory_objs, starts, ends, **kwargs)
+
+    def batched_from_gpu(self, memory_objs, starts, ends, **kwargs):
+        memory_objs, starts, ends = list(memory_objs), list(starts), list(ends)
+        if kwargs.get("slot_mapping") is not None:
+            ranges = [(int(s), int(e)) for s, e in zip(starts, ends)]
+            check_whole_blocks(kwargs["slot_mapping"], ranges, self.plan(**kwargs).block_size)
+        return super(VLLMCPUPagedConnector, self).batched_from_gpu(memory_objs, starts, ends, **kwargs)
 
 
 def wrap_factory(original, device_type):

@@ -31,7 +31,7 @@ class MemObj:
 
 
 def config(**kw):
-    base = dict(use_layerwise=False, enable_blending=False, use_gpu_connector_v3=False)
+    base = dict(use_layerwise=False, enable_blending=False, use_gpu_connector_v3=False, save_unfull_chunk=False)
     base.update(kw)
     return types.SimpleNamespace(**base)
 
@@ -114,45 +114,89 @@ def slots_of(block_ids, n):
     return torch.tensor(block_ids)[pos // BLOCK] * BLOCK + pos % BLOCK
 
 
-def test_round_trip_through_the_cpu_layout():
-    """Store from one server's cache, load into another's blocks: the K and V of each token
-    arrive at the new slots, and no other slot changes."""
+def transfer(src_blocks, dst_blocks, n, chunk=32, cached=0):
     mod, _calls = fake_factory_module()
     cc.install(mod, device_type="cpu")
     conn = mod.CreateGPUConnector(config(), metadata(), EngineType.VLLM)
-    n = 40  # 2.5 blocks: a chunk of 32 and a partial chunk of 8
-    src = cpu_cache(1)
-    src_slots = slots_of([7, 2, 5], n)
-    objs = [MemObj(torch.empty(tuple(conn.get_shape(e - s)))) for s, e in ((0, 32), (32, n))]
-    conn.batched_from_gpu(objs, [0, 32], [32, n], kvcaches=src, slot_mapping=src_slots)
-
-    # the stored chunk holds K then V of every token, layer by layer
-    for t in (0, 17, 39):
-        obj, off = (objs[0], t) if t < 32 else (objs[1], t - 32)
-        b, o = int(src_slots[t]) // BLOCK, int(src_slots[t]) % BLOCK
-        for layer in range(LAYERS):
-            k = src[layer][b, :, o, :HEAD].reshape(-1)
-            v = src[layer][b, :, o, HEAD:].reshape(-1)
-            assert torch.equal(obj.tensor[0, layer, off], k)
-            assert torch.equal(obj.tensor[1, layer, off], v)
-
-    dst = cpu_cache(2)
+    src, dst = cpu_cache(1), cpu_cache(2)
     before = [t.clone() for t in dst]
-    dst_slots = slots_of([1, 9, 4], n)
+    src_slots, dst_slots = slots_of(src_blocks, n), slots_of(dst_blocks, n)
+    starts = list(range(0, n, chunk))
+    ends = [min(s + chunk, n) for s in starts]
+    objs = [MemObj(torch.empty(tuple(conn.get_shape(e - s)))) for s, e in zip(starts, ends)]
+    conn.batched_from_gpu(objs, starts, ends, kvcaches=src, slot_mapping=src_slots)
     conn2 = mod.CreateGPUConnector(config(), metadata(), EngineType.VLLM)
-    conn2.batched_to_gpu(objs, [0, 32], [32, n], kvcaches=dst, slot_mapping=dst_slots)
-    touched = set()
-    for t in range(n):
-        sb, so = int(src_slots[t]) // BLOCK, int(src_slots[t]) % BLOCK
-        db, do = int(dst_slots[t]) // BLOCK, int(dst_slots[t]) % BLOCK
-        touched.add((db, do))
-        for layer in range(LAYERS):
-            assert torch.equal(dst[layer][db, :, do], src[layer][sb, :, so])
+    conn2.batched_to_gpu(objs, starts, ends, kvcaches=dst, slot_mapping=dst_slots, vllm_cached_tokens=cached)
+    return src, dst, before
+
+
+def test_whole_blocks_round_trip_byte_exact():
+    """Store 3 blocks from one cache, load them into other blocks of another: each destination
+    block's whole (heads, block_size, 2 * head_size) slab equals its source block, whatever order
+    the kernel keeps inside it; every other block is untouched."""
+    src, dst, before = transfer([7, 2, 5], [1, 9, 4], 48)
     for layer in range(LAYERS):
-        for b in range(BLOCKS):
-            for o in range(BLOCK):
-                if (b, o) not in touched:
-                    assert torch.equal(dst[layer][b, :, o], before[layer][b, :, o])
+        for sb, db in ((7, 1), (2, 9), (5, 4)):
+            assert torch.equal(dst[layer][db], src[layer][sb])
+        for b in set(range(BLOCKS)) - {1, 9, 4}:
+            assert torch.equal(dst[layer][b], before[layer][b])
+
+
+def test_stored_chunk_is_k_then_v_per_row():
+    mod, _calls = fake_factory_module()
+    cc.install(mod, device_type="cpu")
+    conn = mod.CreateGPUConnector(config(), metadata(), EngineType.VLLM)
+    src = cpu_cache(1)
+    slots = slots_of([3, 6], 32)
+    obj = MemObj(torch.empty(tuple(conn.get_shape(32))))
+    conn.from_gpu(obj, 0, 32, kvcaches=src, slot_mapping=slots)
+    for t in (0, 17, 31):
+        b, o = int(slots[t]) // BLOCK, int(slots[t]) % BLOCK
+        for layer in range(LAYERS):
+            assert torch.equal(obj.tensor[0, layer, t], src[layer][b, :, o, :HEAD].reshape(-1))
+            assert torch.equal(obj.tensor[1, layer, t], src[layer][b, :, o, HEAD:].reshape(-1))
+
+
+def test_blocks_vllm_already_holds_are_not_rewritten():
+    src, dst, before = transfer([7, 2, 5], [1, 9, 4], 48, cached=16)
+    for layer in range(LAYERS):
+        assert torch.equal(dst[layer][1], before[layer][1])
+        assert torch.equal(dst[layer][9], src[layer][2])
+        assert torch.equal(dst[layer][4], src[layer][5])
+
+
+@pytest.mark.parametrize(
+    "n,blocks,chunk,cached",
+    [
+        (40, [7, 2, 5], 32, 0),  # a partial last block
+        (48, [7, 2, 5], 24, 0),  # chunks not aligned to blocks
+        (48, [7, 2, 5], 32, 8),  # vLLM holds part of a block
+    ],
+)
+def test_partial_blocks_are_refused(n, blocks, chunk, cached):
+    with pytest.raises(ValueError, match="whole vLLM blocks"):
+        transfer(blocks, [1, 9, 4], n, chunk=chunk, cached=cached)
+
+
+def test_check_whole_blocks():
+    bs = 4
+    good = torch.tensor([8, 9, 10, 11, 0, 1, 2, 3])
+    cc.check_whole_blocks(good, [(0, 8), (4, 8), (3, 3)], bs)
+    for slots, rng in (
+        (torch.tensor([9, 10, 11, 12]), (0, 4)),  # does not start at a block boundary
+        (torch.tensor([8, 9, 11, 10]), (0, 4)),  # not consecutive within the block
+        (good, (0, 6)),  # not a multiple of block_size
+        (good, (2, 6)),  # starts inside a block
+    ):
+        with pytest.raises(ValueError, match="block_size"):
+            cc.check_whole_blocks(slots, [rng], bs)
+
+
+def test_save_unfull_chunk_is_refused():
+    mod, _calls = fake_factory_module()
+    cc.install(mod, device_type="cpu")
+    with pytest.raises(ValueError, match="save_unfull_chunk"):
+        mod.CreateGPUConnector(config(save_unfull_chunk=True), metadata(), EngineType.VLLM)
 
 
 def test_kv_transfer_config():
