@@ -43,7 +43,7 @@ for row in csv.reader(open(record)):
         bad.append(path)
 extra = [p for p in glob.glob(os.path.join(site, "lmcache", "**", "*"), recursive=True)
          if os.path.isfile(p) and "__pycache__" not in p]
-print(json.dumps({"checked": n, "mismatch": bad, "files": len(extra)}))
+print(json.dumps({"checked": n, "mismatch": sorted(bad), "files": len(extra)}))
 '''
 
 
@@ -70,9 +70,13 @@ def test_patched_adapter_and_connector_present(host):
     host.check_output("%s -m py_compile %s %s" % (PY, adapter.path, conn.path))
 
 
-def test_record_hashes_differ_only_in_the_adapter_while_patched(host):
+def test_record_hashes_differ_only_in_the_recorded_files_while_patched(host):
+    state = json.loads(host.file(site(host) + "/lmcache/gaudi_hpu_patch.json").content_string)
+    assert state["shape"] == "adapter_cuda"
+    assert "lmcache/integration/vllm/vllm_v1_adapter.py" in state["files"]
+    assert len(state["files"]) > 1  # the adapter and the files with torch.cuda.is_available()
     r = record_check(host)
-    assert r["mismatch"] == ["lmcache/integration/vllm/vllm_v1_adapter.py"]
+    assert r["mismatch"] == sorted(state["files"])
 
 
 def test_revert_is_byte_exact_then_reapply(host):
@@ -80,7 +84,7 @@ def test_revert_is_byte_exact_then_reapply(host):
     assert r["changed"] is True and r["classification"] == "patchable"
     rec = record_check(host)
     assert rec["checked"] > 100 and rec["mismatch"] == []
-    assert rec["files"] == rec["checked"]  # the connector and the backup are gone
+    assert rec["files"] == rec["checked"]  # the connector, the state file and the backups are gone
     assert module(host, check=False, state="absent")["changed"] is False
     assert module(host, check=False)["changed"] is True
     assert module(host, check=True)["classification"] == "patched"
