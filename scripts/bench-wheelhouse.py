@@ -15,6 +15,7 @@ their kv_storage mount and runs the same pip commands as the roles:
 
 and prints the bytes the index served. With the wheelhouse the ratio N=4 : N=1 is about 1.
 """
+
 import argparse
 import hashlib
 import html
@@ -29,8 +30,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(os.environ.get("GVL_CACHE_DIR") or os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaudi-vllm-lmcache"), "vllm-wheelhouse")
+CACHE = os.path.join(
+    os.environ.get("GVL_CACHE_DIR")
+    or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaudi-vllm-lmcache"),
+    "vllm-wheelhouse",
+)
 BASE_IMAGE = os.environ.get("GVL_MOLECULE_IMAGE", "gaudi-vllm-lmcache/debian12-systemd:latest")
 BENCH_IMAGE = "gaudi-vllm-lmcache/vllm-bench:venv"
 REQS = ["torch==2.10.0", "habana-torch-plugin==1.24.0.*", "vllm==0.17.1", "vllm-gaudi==0.17.1", "lmcache==0.4.2"]
@@ -72,8 +76,9 @@ class Upstream:
                         if norm(fn.split("-")[0]) == norm(parts[1]):
                             with open(os.path.join(upstream.dir, fn), "rb") as fh:
                                 digest = hashlib.sha256(fh.read()).hexdigest()
-                            links.append('<a href="/files/%s#sha256=%s">%s</a><br>' % (
-                                quote(fn), digest, html.escape(fn)))
+                            links.append(
+                                '<a href="/files/%s#sha256=%s">%s</a><br>' % (quote(fn), digest, html.escape(fn))
+                            )
                     if not links:
                         self.send_error(404)
                         return
@@ -107,8 +112,20 @@ def prepare_upstream():
     os.makedirs(up, exist_ok=True)
     sh(sys.executable, os.path.join(ROOT, "tests", "standin_wheels", "build.py"), up)
     if not [f for f in os.listdir(up) if f.startswith("lmcache-0.4.2-")]:
-        sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-           "--python-version", "3.11", "lmcache==0.4.2", "-d", up)
+        sh(
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "lmcache==0.4.2",
+            "-d",
+            up,
+        )
     return up
 
 
@@ -119,8 +136,14 @@ def bench_image():
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     sh("docker", "run", "-d", "--name", name, "--network", "host", BASE_IMAGE, "sleep", "infinity")
     try:
-        sh("docker", "exec", name, "sh", "-c",
-           "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null")
+        sh(
+            "docker",
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null",
+        )
         sh("docker", "commit", name, BENCH_IMAGE)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
@@ -134,31 +157,85 @@ def run_case(n, mode, upstream, port):
     try:
         for name in names:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-            sh("docker", "run", "-d", "--name", name, "--network", "host",
-               "-v", "%s:/mnt/kv_storage" % shared, BENCH_IMAGE, "sleep", "infinity")
+            sh(
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "host",
+                "-v",
+                "%s:/mnt/kv_storage" % shared,
+                BENCH_IMAGE,
+                "sleep",
+                "infinity",
+            )
             sh("docker", "exec", name, "python3", "-m", "venv", "/opt/vllm/venv")
         upstream.reset()
         pip = "/opt/vllm/venv/bin/pip"
         common = ["--no-cache-dir", "--disable-pip-version-check", "--no-deps"]
         if mode == "wheelhouse":
-            sh("docker", "exec", names[0], pip, "download", "-q", *common, "--index-url", index,
-               "-d", "/mnt/kv_storage/wheelhouse", *REQS)
+            sh(
+                "docker",
+                "exec",
+                names[0],
+                pip,
+                "download",
+                "-q",
+                *common,
+                "--index-url",
+                index,
+                "-d",
+                "/mnt/kv_storage/wheelhouse",
+                *REQS,
+            )
             for name in names:
-                sh("docker", "exec", name, pip, "install", "-q", *common, "--no-index",
-                   "--find-links", "/mnt/kv_storage/wheelhouse", *REQS)
+                sh(
+                    "docker",
+                    "exec",
+                    name,
+                    pip,
+                    "install",
+                    "-q",
+                    *common,
+                    "--no-index",
+                    "--find-links",
+                    "/mnt/kv_storage/wheelhouse",
+                    *REQS,
+                )
         else:
             for name in names:
                 sh("docker", "exec", name, pip, "install", "-q", *common, "--index-url", index, *REQS)
         for name in names:
-            got = sh("docker", "exec", name, "/opt/vllm/venv/bin/python", "-c",
-                     "import importlib.metadata as m; print(m.version('lmcache'), m.version('vllm'))").split()
+            got = sh(
+                "docker",
+                "exec",
+                name,
+                "/opt/vllm/venv/bin/python",
+                "-c",
+                "import importlib.metadata as m; print(m.version('lmcache'), m.version('vllm'))",
+            ).split()
             assert got == ["0.4.2", "0.17.1+empty"], got
         return upstream.bytes, upstream.files
     finally:
         for name in names:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "run", "--rm", "-v", "%s:/mnt/kv_storage" % shared, BASE_IMAGE,
-                        "sh", "-c", "rm -rf /mnt/kv_storage/*"], capture_output=True, check=False)
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "-v",
+                "%s:/mnt/kv_storage" % shared,
+                BASE_IMAGE,
+                "sh",
+                "-c",
+                "rm -rf /mnt/kv_storage/*",
+            ],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(shared, ignore_errors=True)
 
 
@@ -171,8 +248,10 @@ def main():
     bench_image()
     upstream = Upstream(up_dir, args.port)
     stack = sum(os.path.getsize(os.path.join(up_dir, f)) for f in os.listdir(up_dir))
-    print("Stack from upstream: %d wheels, %d bytes (real LMCache 0.4.2 wheel + stand-ins)"
-          % (len(os.listdir(up_dir)), stack))
+    print(
+        "Stack from upstream: %d wheels, %d bytes (real LMCache 0.4.2 wheel + stand-ins)"
+        % (len(os.listdir(up_dir)), stack)
+    )
     results = {}
     for mode in ("direct", "wheelhouse"):
         for n in args.nodes:

@@ -2,6 +2,7 @@
 # Build the collection tarball, install it offline into an empty collections path, and check
 # that the installed copy is complete: every module's docs render and the site playbook loads.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 activate_venv
 cd "$ROOT"

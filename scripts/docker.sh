@@ -2,6 +2,7 @@
 # Ensure a Docker engine answers. Installs docker.io when dockerd is missing and starts it
 # without a private-range bridge (containers use the host network). A running engine is left alone.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 if docker info >/dev/null 2>&1; then

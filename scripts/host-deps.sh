@@ -3,6 +3,7 @@
 # image and VM builds (mmdebstrap, qemu), the signed stand-in repository (gnupg, dpkg-dev),
 # ssh to the test VMs.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 declare -A need=(

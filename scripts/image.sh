@@ -3,6 +3,7 @@
 # The image tag is a hash of the recipe, so a second run reuses it; the root-fs tarball is also
 # cached so a restarted engine can re-import it without rebuilding.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 suite="${GVL_IMAGE_SUITE:-bookworm}"
@@ -22,6 +23,8 @@ else
     }
     mkdir -p "$(dirname "$tarball")"
     echo "Building $image with mmdebstrap ($suite)"
+    # The hooks are run by mmdebstrap, which sets "$1" to the root directory.
+    # shellcheck disable=SC2016
     mmdebstrap --quiet --variant=minbase --include="$packages" \
       --customize-hook='rm -f "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id; : > "$1"/etc/machine-id' \
       --customize-hook='chroot "$1" systemctl mask getty.target systemd-logind.service console-getty.service >/dev/null 2>&1 || true' \

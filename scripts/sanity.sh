@@ -2,6 +2,7 @@
 # Run `ansible-test sanity --local` on a copy of the working tree laid out as
 # ansible_collections/gaudi/vllm_lmcache (ansible-test needs that path).
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 activate_venv
 

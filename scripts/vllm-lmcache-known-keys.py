@@ -8,6 +8,7 @@ cache directory outside the repository; nothing is imported or executed).
 
 Usage: scripts/vllm-lmcache-known-keys.py 0.3.9 0.4.1 0.4.2 ...
 """
+
 import ast
 import os
 import subprocess
@@ -17,7 +18,9 @@ import zipfile
 CACHE = os.path.join(
     os.environ.get("GVL_CACHE_DIR")
     or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaudi-vllm-lmcache"),
-    "vllm-wheelhouse", "lmcache-pypi")
+    "vllm-wheelhouse",
+    "lmcache-pypi",
+)
 
 
 def wheel_for(version):
@@ -25,9 +28,22 @@ def wheel_for(version):
     for name in os.listdir(CACHE):
         if name.startswith("lmcache-%s-" % version) and name.endswith(".whl"):
             return os.path.join(CACHE, name)
-    subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                           "--only-binary=:all:", "--python-version", "3.11",
-                           "lmcache==%s" % version, "-d", CACHE])
+    subprocess.check_call(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "lmcache==%s" % version,
+            "-d",
+            CACHE,
+        ]
+    )
     return wheel_for(version)
 
 

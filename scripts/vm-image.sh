@@ -10,6 +10,7 @@
 # Prints the cache directory on the last line of stdout. Installs the host tools it needs
 # (mmdebstrap, qemu-system-x86, qemu-utils, e2fsprogs, openssh-client) with apt when missing.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 suite="${GVL_VM_SUITE:-bookworm}"
@@ -50,6 +51,8 @@ trap 'rm -rf "$work"' EXIT
 [[ -s "$dir/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N '' -C "gvl-test-vm-$key" -f "$dir/id_ed25519"
 
 echo "Building VM image $key with mmdebstrap ($suite)" >&2
+# The hooks are run by mmdebstrap, which sets "$1" to the root directory.
+# shellcheck disable=SC2016
 mmdebstrap --quiet --variant=minbase --include="$packages" \
   --customize-hook='echo kvstorage-vm > "$1/etc/hostname"' \
   --customize-hook='printf "127.0.0.1 localhost\n127.0.1.1 kvstorage-vm\n" > "$1/etc/hosts"' \

@@ -10,6 +10,7 @@
 # KVM is not used: on the machines this is written for, /dev/kvm guests hang, TCG works.
 # mitigations=off: page-table isolation makes every syscall expensive under TCG.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 name="${1:?usage: vm-up.sh NAME STATE_DIR}"

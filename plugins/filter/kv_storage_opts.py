@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters that build and read NFS mount option strings for the kv_storage role."""
 
-from __future__ import (absolute_import, division, print_function)
+from __future__ import absolute_import, division, print_function
+
 __metaclass__ = type
 
 # Documentation: kv_storage_opts.yml, kv_storage_parse_opts.yml, kv_storage_proc_mount.yml
@@ -15,20 +16,79 @@ from ansible.module_utils.six import string_types
 
 # The fixed part of the canonical order. Options not listed here follow, sorted by name.
 CANONICAL_ORDER = (
-    'rw', 'ro',
-    'vers', 'nfsvers', 'minorversion', 'proto', 'port', 'mountproto', 'mountport',
-    'nconnect', 'max_connect', 'pconnect', 'mdconnect',
-    'rsize', 'wsize', 'bsize',
-    'hard', 'soft', 'softerr', 'intr', 'timeo', 'retrans', 'retry',
-    'ac', 'noac', 'actimeo', 'acregmin', 'acregmax', 'acdirmin', 'acdirmax',
-    'lookupcache', 'cto', 'nocto', 'lock', 'nolock', 'local_lock',
-    'sec', 'sharecache', 'nosharecache', 'resvport', 'noresvport', 'fsc', 'nofsc',
-    'atime', 'noatime', 'relatime', 'diratime', 'nodiratime',
-    'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec',
-    'remoteports', 'localports', 'localports_failover', 'spread_reads', 'spread_writes',
-    'noextend', 'forcerdirplus', 'relmtime', 'optlockflush', 'noidlexprt',
-    'nosharetransport', 'sharetransport',
-    'bg', 'fg', 'nofail', 'noauto', 'x-systemd.automount', 'x-systemd.mount-timeout', '_netdev',
+    'rw',
+    'ro',
+    'vers',
+    'nfsvers',
+    'minorversion',
+    'proto',
+    'port',
+    'mountproto',
+    'mountport',
+    'nconnect',
+    'max_connect',
+    'pconnect',
+    'mdconnect',
+    'rsize',
+    'wsize',
+    'bsize',
+    'hard',
+    'soft',
+    'softerr',
+    'intr',
+    'timeo',
+    'retrans',
+    'retry',
+    'ac',
+    'noac',
+    'actimeo',
+    'acregmin',
+    'acregmax',
+    'acdirmin',
+    'acdirmax',
+    'lookupcache',
+    'cto',
+    'nocto',
+    'lock',
+    'nolock',
+    'local_lock',
+    'sec',
+    'sharecache',
+    'nosharecache',
+    'resvport',
+    'noresvport',
+    'fsc',
+    'nofsc',
+    'atime',
+    'noatime',
+    'relatime',
+    'diratime',
+    'nodiratime',
+    'suid',
+    'nosuid',
+    'dev',
+    'nodev',
+    'exec',
+    'noexec',
+    'remoteports',
+    'localports',
+    'localports_failover',
+    'spread_reads',
+    'spread_writes',
+    'noextend',
+    'forcerdirplus',
+    'relmtime',
+    'optlockflush',
+    'noidlexprt',
+    'nosharetransport',
+    'sharetransport',
+    'bg',
+    'fg',
+    'nofail',
+    'noauto',
+    'x-systemd.automount',
+    'x-systemd.mount-timeout',
+    '_netdev',
 )
 _RANK = dict((name, index) for index, name in enumerate(CANONICAL_ORDER))
 
@@ -48,11 +108,15 @@ def _merge(options):
             elif isinstance(item, string_types):
                 merged.update(parse_opts(item))
             else:
-                raise AnsibleFilterError('kv_storage_opts: list items must be dictionaries or option strings, got %r' % (item,))
+                raise AnsibleFilterError(
+                    'kv_storage_opts: list items must be dictionaries or option strings, got %r' % (item,)
+                )
         return merged
     if isinstance(options, string_types):
         return parse_opts(options)
-    raise AnsibleFilterError('kv_storage_opts: expected a dictionary or a list of dictionaries, got %s' % type(options).__name__)
+    raise AnsibleFilterError(
+        'kv_storage_opts: expected a dictionary or a list of dictionaries, got %s' % type(options).__name__
+    )
 
 
 def _sort_key(name):
@@ -75,7 +139,9 @@ def canonical_opts(options):
         else:
             text = to_text(value)
             if ',' in text or any(ch.isspace() for ch in text):
-                raise AnsibleFilterError('kv_storage_opts: value of option %s must not contain commas or spaces: %r' % (name, text))
+                raise AnsibleFilterError(
+                    'kv_storage_opts: value of option %s must not contain commas or spaces: %r' % (name, text)
+                )
             parts.append('%s=%s' % (name, text))
     return ','.join(parts) if parts else 'defaults'
 
@@ -100,8 +166,8 @@ def _unescape(field):
     out = []
     i = 0
     while i < len(field):
-        if field[i] == '\\' and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == '\\' and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])

@@ -14,7 +14,8 @@ Pure functions over text, so they can be unit-tested on captured output. Formats
 * ``Firmware [SPI] Version : ...`` lines from ``hl-smi -L`` / ``hl-smi -q``.
 """
 
-from __future__ import (absolute_import, division, print_function)
+from __future__ import absolute_import, division, print_function
+
 __metaclass__ = type
 
 import csv
@@ -68,13 +69,13 @@ DEFAULT_UNITS = {
 UNIT_BYTES = {
     'B': 1,
     'KIB': 1024,
-    'MIB': 1024 ** 2,
-    'GIB': 1024 ** 3,
-    'TIB': 1024 ** 4,
+    'MIB': 1024**2,
+    'GIB': 1024**3,
+    'TIB': 1024**4,
     'KB': 1000,
-    'MB': 1000 ** 2,
-    'GB': 1000 ** 3,
-    'TB': 1000 ** 4,
+    'MB': 1000**2,
+    'GB': 1000**3,
+    'TB': 1000**4,
 }
 
 NOT_AVAILABLE = ('', 'N/A', 'NA', '[N/A]', '[NOT SUPPORTED]', 'NOT SUPPORTED')
@@ -186,16 +187,19 @@ def parse_csv(text, fields=None):
     elif fields:
         columns = [f.lower() for f in fields]
     else:
-        raise HlSmiParseError('line %d: no CSV header and no field list to map the columns: %r'
-                              % (first_num, first_line))
+        raise HlSmiParseError(
+            'line %d: no CSV header and no field list to map the columns: %r' % (first_num, first_line)
+        )
 
     bad = 0
     for num, line in lines:
         row = next(csv.reader([line], skipinitialspace=True))
         if len(row) != len(columns):
             bad += 1
-            warnings.append('hl-smi CSV line %d skipped: expected %d fields (%s), got %d: %r'
-                            % (num, len(columns), ', '.join(columns), len(row), line))
+            warnings.append(
+                'hl-smi CSV line %d skipped: expected %d fields (%s), got %d: %r'
+                % (num, len(columns), ', '.join(columns), len(row), line)
+            )
             continue
         device = {}
         try:
@@ -209,8 +213,7 @@ def parse_csv(text, fields=None):
         devices.append(device)
 
     if bad and not devices:
-        raise HlSmiParseError('none of the %d hl-smi CSV data line(s) could be parsed: %s'
-                              % (bad, '; '.join(warnings)))
+        raise HlSmiParseError('none of the %d hl-smi CSV data line(s) could be parsed: %s' % (bad, '; '.join(warnings)))
     return devices, warnings
 
 
@@ -220,9 +223,9 @@ _TABLE_HEADER = {
     'driver_version': re.compile(r'(?<!Nic )Driver Version:\s*(\S+)'),
 }
 _TABLE_ROW1 = re.compile(
-    r'^\|\s*(\d+)\s+(HL-\S+)\s+\S+\s*\|\s*([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s+\S+\s*\|')
-_TABLE_ROW2 = re.compile(
-    r'^\|\s*\S+\s+(\S+)\s+\S+\s+(\S+)\s*/\s*(\S+)\s*\|\s*(\S+)\s*/\s*(\S+)\s*\|\s*(\S+)')
+    r'^\|\s*(\d+)\s+(HL-\S+)\s+\S+\s*\|\s*([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s+\S+\s*\|'
+)
+_TABLE_ROW2 = re.compile(r'^\|\s*\S+\s+(\S+)\s+\S+\s+(\S+)\s*/\s*(\S+)\s*\|\s*(\S+)\s*/\s*(\S+)\s*\|\s*(\S+)')
 
 
 def _unit_value(field, raw):
@@ -272,8 +275,7 @@ def parse_table(text):
 _FW_LINE = re.compile(r'^\s*Firmware\s*\[([A-Za-z0-9_ -]+)\]\s*Version\s*:\s*(.*?)\s*$', re.MULTILINE)
 _FW_BUILD = re.compile(r'(hl-[A-Za-z0-9]*-?\d+\.\d+\.\d+-fw-[0-9][0-9.]*(?:-sec-\d+)?)')
 _FW_NUMBER = re.compile(r'-fw-(\d+(?:\.\d+)+)')
-_DEVICE_SECTION = re.compile(
-    r'^\s*\[(\d+)\]\s.*?([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s*$')
+_DEVICE_SECTION = re.compile(r'^\s*\[(\d+)\]\s.*?([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s*$')
 
 
 def parse_firmware(text):

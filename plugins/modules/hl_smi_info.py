@@ -3,7 +3,8 @@
 # Copyright: gaudi.vllm_lmcache contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import (absolute_import, division, print_function)
+from __future__ import absolute_import, division, print_function
+
 __metaclass__ = type
 
 DOCUMENTATION = r'''
@@ -224,13 +225,21 @@ def driver_failure(module, path, what, rc, out, err):
     if not os.path.exists(path):
         module.fail_json(
             msg='hl-smi is installed but the habanalabs kernel driver is not loaded (%s does not '
-                'exist); %s. Load it with "modprobe habanalabs" or install habanalabs-dkms for '
-                'the running kernel. hl-smi said: %s' % (path, what, detail or '(nothing)'),
-            failure='driver_not_loaded', rc=rc, stdout=out, stderr=err)
+            'exist); %s. Load it with "modprobe habanalabs" or install habanalabs-dkms for '
+            'the running kernel. hl-smi said: %s' % (path, what, detail or '(nothing)'),
+            failure='driver_not_loaded',
+            rc=rc,
+            stdout=out,
+            stderr=err,
+        )
     module.fail_json(
         msg='hl-smi failed although the habanalabs driver is loaded (%s exists); %s. hl-smi said: %s'
-            % (path, what, detail or '(nothing)'),
-        failure='hl_smi_failed', rc=rc, stdout=out, stderr=err)
+        % (path, what, detail or '(nothing)'),
+        failure='hl_smi_failed',
+        rc=rc,
+        stdout=out,
+        stderr=err,
+    )
 
 
 def main():
@@ -248,9 +257,9 @@ def main():
     if not binary:
         module.fail_json(
             msg='hl-smi was not found (executable=%s, searched PATH and %s); install the '
-                'habanalabs-firmware-tools package or set the executable option'
-                % (executable, ', '.join(EXTRA_PATHS)),
-            failure='hl_smi_missing')
+            'habanalabs-firmware-tools package or set the executable option' % (executable, ', '.join(EXTRA_PATHS)),
+            failure='hl_smi_missing',
+        )
 
     env = {'LC_ALL': 'C', 'LANG': 'C'}
     query = [binary, '-Q', ','.join(QUERY_FIELDS), '-f', 'csv']
@@ -260,8 +269,12 @@ def main():
     try:
         devices, warnings = parse_csv(out, QUERY_FIELDS)
     except HlSmiParseError as exc:
-        module.fail_json(msg='cannot parse the output of %s: %s' % (' '.join(query), to_native(exc)),
-                         failure='parse_error', stdout=out, stderr=err)
+        module.fail_json(
+            msg='cannot parse the output of %s: %s' % (' '.join(query), to_native(exc)),
+            failure='parse_error',
+            stdout=out,
+            stderr=err,
+        )
     if not devices:
         if not os.path.exists(driver_path):
             driver_failure(module, driver_path, 'the device query listed no device', rc, out, err)

@@ -10,8 +10,11 @@ Only the standard library is used: each directory holding a standin.json is pack
 py3-none-any wheel (PEP 427) under the output directory. Output is reproducible (fixed
 timestamps), so rebuilding does not change the wheel bytes.
 
-Usage: build.py OUTPUT_DIR
+Usage: build.py OUTPUT_DIR [NAME=VERSION ...]
+NAME=VERSION builds that stand-in at another version (e.g. the versions of the selected stack
+row); its __version__ lines follow.
 """
+
 import base64
 import hashlib
 import io
@@ -29,11 +32,11 @@ def _record_line(path, data):
     return "%s,sha256=%s,%d" % (path, digest, len(data))
 
 
-def build(src_dir, out_dir):
+def build(src_dir, out_dir, versions=None):
     with open(os.path.join(src_dir, "standin.json")) as fh:
         meta = json.load(fh)
     dist = meta["name"].replace("-", "_")
-    version = meta["version"]
+    version = (versions or {}).get(meta["name"], meta["version"])
     info = "%s-%s.dist-info" % (dist, version)
     files = []
     root = os.path.join(src_dir, "src")
@@ -44,7 +47,10 @@ def build(src_dir, out_dir):
                 continue
             full = os.path.join(base, name)
             with open(full, "rb") as fh:
-                files.append((os.path.relpath(full, root).replace(os.sep, "/"), fh.read()))
+                data = fh.read()
+            if version != meta["version"]:
+                data = data.replace(('__version__ = "%s"' % meta["version"]).encode(), ('__version__ = "%s"' % version).encode())
+            files.append((os.path.relpath(full, root).replace(os.sep, "/"), data))
     metadata = [
         "Metadata-Version: 2.1",
         "Name: %s" % meta["name"],
@@ -55,7 +61,9 @@ def build(src_dir, out_dir):
     for req in meta.get("requires", []):
         metadata.append("Requires-Dist: %s" % req)
     files.append((info + "/METADATA", ("\n".join(metadata) + "\n\n" + meta["summary"] + "\n").encode()))
-    files.append((info + "/WHEEL", b"Wheel-Version: 1.0\nGenerator: standin-build\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    files.append(
+        (info + "/WHEEL", b"Wheel-Version: 1.0\nGenerator: standin-build\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    )
     eps = meta.get("entry_points", {})
     if eps:
         text = ""
@@ -85,15 +93,16 @@ def build(src_dir, out_dir):
 
 
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) < 2 or not all("=" in arg for arg in argv[2:]):
         sys.stderr.write(__doc__)
         return 2
     out_dir = argv[1]
+    versions = dict(arg.split("=", 1) for arg in argv[2:])
     os.makedirs(out_dir, exist_ok=True)
     for name in sorted(os.listdir(HERE)):
         src = os.path.join(HERE, name)
         if os.path.isfile(os.path.join(src, "standin.json")):
-            print(build(src, out_dir))
+            print(build(src, out_dir, versions))
     return 0
 
 

@@ -18,8 +18,16 @@ HL_SMI_VERSION = "@HL_SMI_VERSION@"
 SPI_VERSION = "@SPI_VERSION@"
 CONF_DIR = os.environ.get("HL_SMI_STANDIN_DIR", "/etc/habanalabs-standin")
 
-BUS_IDS = ["0000:19:00.0", "0000:1a:00.0", "0000:33:00.0", "0000:34:00.0",
-           "0000:9a:00.0", "0000:9b:00.0", "0000:b3:00.0", "0000:b4:00.0"]
+BUS_IDS = [
+    "0000:19:00.0",
+    "0000:1a:00.0",
+    "0000:33:00.0",
+    "0000:34:00.0",
+    "0000:9a:00.0",
+    "0000:9b:00.0",
+    "0000:b3:00.0",
+    "0000:b4:00.0",
+]
 MODULE_IDS = [1, 0, 3, 2, 5, 4, 7, 6]
 MEM_TOTAL, MEM_USED = 131072, 672
 POWER, POWER_CAP, TEMP, UTIL = 226, 900, 36, 0
@@ -55,8 +63,10 @@ def devices():
 
 
 def usage(code):
-    sys.stdout.write("hl-smi STAND-IN for tests (not the Intel Gaudi tool)\n"
-                     "usage: hl-smi [-L|-q] [-Q FIELDS -f csv[,noheader][,nounits]]\n")
+    sys.stdout.write(
+        "hl-smi STAND-IN for tests (not the Intel Gaudi tool)\n"
+        "usage: hl-smi [-L|-q] [-Q FIELDS -f csv[,noheader][,nounits]]\n"
+    )
     sys.exit(code)
 
 
@@ -73,10 +83,10 @@ def table():
     ]
     for dev in devices():
         mem = "%dMiB / %dMiB" % (dev["memory.used"][0], dev["memory.total"][0])
-        out.append("|%4s  %-20sN/A  | %s     N/A |                   0  |"
-                   % (dev["index"], dev["name"], dev["bus_id"]))
-        out.append("| N/A   %2dC   N/A   %3dW / %3dW | %20s | %5d%%           N/A |"
-                   % (TEMP, POWER, POWER_CAP, mem, UTIL))
+        out.append("|%4s  %-20sN/A  | %s     N/A |                   0  |" % (dev["index"], dev["name"], dev["bus_id"]))
+        out.append(
+            "| N/A   %2dC   N/A   %3dW / %3dW | %20s | %5d%%           N/A |" % (TEMP, POWER, POWER_CAP, mem, UTIL)
+        )
         out.append("|-------------------------------+----------------------+----------------------+")
     out += [
         "| Compute Processes:                                               AIP Memory |",
@@ -115,10 +125,12 @@ def query(fields, fmt):
 
 
 def listing():
-    out = ["================ HL-SMI LOG ================",
-           "Driver Version                            : %s" % DRIVER_VERSION,
-           "Nic Driver Version                        : %s" % DRIVER_VERSION,
-           ""]
+    out = [
+        "================ HL-SMI LOG ================",
+        "Driver Version                            : %s" % DRIVER_VERSION,
+        "Nic Driver Version                        : %s" % DRIVER_VERSION,
+        "",
+    ]
     for dev in devices():
         out += [
             "[%s] AIP (accel%s) %s" % (dev["index"], dev["index"], dev["bus_id"]),

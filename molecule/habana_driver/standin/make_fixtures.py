@@ -18,8 +18,16 @@ import sys
 import tarfile
 
 # Same bus IDs, in the same order, as the stand-in hl-smi.
-BUS_IDS = ["0000:19:00.0", "0000:1a:00.0", "0000:33:00.0", "0000:34:00.0",
-           "0000:9a:00.0", "0000:9b:00.0", "0000:b3:00.0", "0000:b4:00.0"]
+BUS_IDS = [
+    "0000:19:00.0",
+    "0000:1a:00.0",
+    "0000:33:00.0",
+    "0000:34:00.0",
+    "0000:9a:00.0",
+    "0000:9b:00.0",
+    "0000:b3:00.0",
+    "0000:b4:00.0",
+]
 OTHERS = [("0000:18:00.0", "8086", "1593", "020000"), ("0000:c0:00.0", "1da3", "ff0d", "120000")]
 SECURE_BOOT = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
@@ -44,8 +52,14 @@ def main(repo_tarball, count, output):
     count = int(count)
     devices = [(bdf, "1da3", "1060", "120000") for bdf in BUS_IDS[:count]] + OTHERS
     with tarfile.open(output, "w:gz") as out:
-        for path in ("srv", "srv/habana-standin-repo", "srv/habana-standin", "srv/habana-standin/efivars",
-                     "etc", "etc/habanalabs-standin"):
+        for path in (
+            "srv",
+            "srv/habana-standin-repo",
+            "srv/habana-standin",
+            "srv/habana-standin/efivars",
+            "etc",
+            "etc/habanalabs-standin",
+        ):
             add_dir(out, path)
         with tarfile.open(repo_tarball, "r:gz") as repo:
             for member in repo.getmembers():
@@ -64,8 +78,14 @@ def main(repo_tarball, count, output):
             add_dir(out, base)
             add(out, base + "/vendor", ("0x%s\n" % vendor).encode())
             add(out, base + "/device", ("0x%s\n" % device).encode())
-            add(out, base + "/uevent", ("PCI_CLASS=%s\nPCI_ID=%s:%s\nPCI_SUBSYS_ID=%s:0001\nPCI_SLOT_NAME=%s\n"
-                                        % (cls, vendor.upper(), device.upper(), vendor.upper(), bdf)).encode())
+            add(
+                out,
+                base + "/uevent",
+                (
+                    "PCI_CLASS=%s\nPCI_ID=%s:%s\nPCI_SUBSYS_ID=%s:0001\nPCI_SLOT_NAME=%s\n"
+                    % (cls, vendor.upper(), device.upper(), vendor.upper(), bdf)
+                ).encode(),
+            )
         # 4 attribute bytes (non-volatile, boot and runtime access) + value 0 = disabled
         add(out, "srv/habana-standin/efivars/" + SECURE_BOOT, b"\x06\x00\x00\x00\x00")
         add(out, "etc/habanalabs-standin/devices", ("%d\n" % count).encode())

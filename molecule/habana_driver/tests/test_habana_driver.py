@@ -16,8 +16,13 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_ho
 
 VERSION = "1.22.0-740"
 PACKAGES = [  # vendor order, then the container runtime (habana_driver_container_runtime: docker)
-    "habanalabs-firmware", "habanalabs-dkms", "habanalabs-thunk", "habanalabs-graph",
-    "habanalabs-rdma-core", "habanalabs-firmware-tools", "habanalabs-qual",
+    "habanalabs-firmware",
+    "habanalabs-dkms",
+    "habanalabs-thunk",
+    "habanalabs-graph",
+    "habanalabs-rdma-core",
+    "habanalabs-firmware-tools",
+    "habanalabs-qual",
     "habanalabs-container-runtime",
 ]
 KEYRING = "/etc/apt/keyrings/habana-artifactory.asc"
@@ -52,7 +57,8 @@ def apt_update_with(host, keyring):
         "d=$(mktemp -d); chmod 755 $d; mkdir -p $d/parts $d/lists/partial; "
         "sed 's#^Signed-By: .*#Signed-By: %s#' /etc/apt/sources.list.d/habanalabs.sources > $d/parts/t.sources; "
         "apt-get update -o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts=$d/parts "
-        "-o Dir::State::Lists=$d/lists 2>&1; rc=$?; rm -rf $d; exit $rc" % keyring)
+        "-o Dir::State::Lists=$d/lists 2>&1; rc=$?; rm -rf $d; exit $rc" % keyring
+    )
 
 
 def test_apt_verifies_the_repository_signature(host):
@@ -99,7 +105,7 @@ def test_hugepages_persisted(host):
 def test_modules_persisted_in_version_aware_order(host):
     conf = host.file("/etc/modules-load.d/habanalabs.conf")
     assert conf.exists
-    modules = [l for l in conf.content_string.splitlines() if l and not l.startswith("#")]
+    modules = [line for line in conf.content_string.splitlines() if line and not line.startswith("#")]
     assert modules == ["habanalabs_compat", "habanalabs", "habanalabs_cn", "habanalabs_en", "habanalabs_ib"]
 
 
@@ -133,8 +139,9 @@ def test_hl_smi_info_module(host):
 def test_hl_smi_info_reports_a_driver_that_is_not_loaded(host):
     host.run("touch /etc/habanalabs-standin/driver-not-loaded")
     try:
-        result = host.ansible("gaudi.vllm_lmcache.hl_smi_info", "driver_module_path=/nonexistent",
-                              check=True, become=False)
+        result = host.ansible(
+            "gaudi.vllm_lmcache.hl_smi_info", "driver_module_path=/nonexistent", check=True, become=False
+        )
     except Exception as exc:  # testinfra raises on module failure
         result = getattr(exc, "result", None) or {"msg": str(exc)}
     finally:

@@ -21,8 +21,7 @@ def test_script_and_schema_installed(host):
 def test_report_tier_statuses(host):
     report = _report(host)
     statuses = dict((name, tier["status"]) for name, tier in report["tiers"].items())
-    assert statuses == {"devices": "pass", "stack": "pass", "storage": "pass",
-                        "kv_offload": "skip", "serving": "pass"}
+    assert statuses == {"devices": "pass", "stack": "pass", "storage": "pass", "kv_offload": "skip", "serving": "pass"}
     assert report["overall"] == "pass" and report["node"] == "validate-node-a"
 
 
@@ -45,14 +44,15 @@ def test_report_figures(host):
 
 
 def test_report_fetched_to_controller(host):
-    path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "validation",
-                        "validate-node-a.json")
+    path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "validation", "validate-node-a.json")
     with open(path) as handle:
         fetched = json.load(handle)
     assert fetched["node"] == "validate-node-a"
     # The fetched copy validates against the shipped schema.
     import jsonschema
-    schema_path = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "roles", "validate",
-                               "files", "report.schema.json")
+
+    schema_path = os.path.join(
+        os.environ["MOLECULE_PROJECT_DIRECTORY"], "roles", "validate", "files", "report.schema.json"
+    )
     with open(schema_path) as handle:
         jsonschema.Draft7Validator(json.load(handle)).validate(fetched)

@@ -1,5 +1,6 @@
 """Bad inputs fail before any change, naming the variable (runs ansible-playbook against the
 Molecule node through the docker connection)."""
+
 import json
 import os
 import subprocess
@@ -38,10 +39,19 @@ CASES = {
 
 def node_state():
     out = subprocess.run(
-        ["docker", "exec", NODE, "sh", "-c",
-         "systemctl show -P ExecMainStartTimestampMonotonic vllm@alpha.service vllm@beta.service;"
-         " md5sum /etc/vllm/*.env /etc/lmcache/*.yaml /etc/systemd/system/vllm@.service"],
-        check=True, capture_output=True, text=True)
+        [
+            "docker",
+            "exec",
+            NODE,
+            "sh",
+            "-c",
+            "systemctl show -P ExecMainStartTimestampMonotonic vllm@alpha.service vllm@beta.service;"
+            " md5sum /etc/vllm/*.env /etc/lmcache/*.yaml /etc/systemd/system/vllm@.service",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout
 
 
@@ -54,9 +64,21 @@ def test_bad_input_fails_before_any_change(case, tmp_path):
     before = node_state()
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     res = subprocess.run(
-        ["ansible-playbook", "-i", NODE + ",", "-c", "community.docker.docker",
-         "-e", "@" + str(varfile), os.path.join(SCENARIO, "bad_input.yml")],
-        capture_output=True, text=True, env=env, check=False)
+        [
+            "ansible-playbook",
+            "-i",
+            NODE + ",",
+            "-c",
+            "community.docker.docker",
+            "-e",
+            "@" + str(varfile),
+            os.path.join(SCENARIO, "bad_input.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     out = res.stdout + res.stderr
     assert res.returncode != 0, out
     assert needle in out, out

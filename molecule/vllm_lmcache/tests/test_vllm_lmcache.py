@@ -4,26 +4,35 @@ The serving stack here is the real LMCache wheel plus STAND-IN wheels for torch 
 habana-torch-plugin, vllm and vllm-gaudi (tests/standin_wheels); the stand-in `vllm serve`
 answers /health, /v1/models and /standin/info so the unit and its environment are real.
 """
+
 import json
+import os
 import re
 
 import pytest
+import yaml
 
 VENV = "/opt/vllm/venv"
+# The scenario installs the default row of the stack matrix (stand-ins built at its versions).
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "meta", "gaudi_stack.yml")) as _fh:
+    _MATRIX = yaml.safe_load(_fh)
+ROW = [r for r in _MATRIX["rows"] if r["id"] == _MATRIX["default"]][0]
 PINS = {
-    "torch": "2.10.0+hpu.1.24.0",
-    "habana-torch-plugin": "1.24.0",
-    "vllm": "0.17.1+empty",
-    "vllm-gaudi": "0.17.1",
-    "lmcache": "0.4.2",
+    "torch": "%s+hpu.%s" % (ROW["pytorch"], ROW["gaudi_release"]),
+    "habana-torch-plugin": ROW["gaudi_release"],
+    "vllm": ROW["vllm_version"] + "+empty",
+    "vllm-gaudi": ROW["vllm_gaudi_version"],
+    "lmcache": ROW["lmcache_version"],
 }
 INSTANCES = {"alpha": 18101, "beta": 18102}
 
 
 def info(host, name):
-    out = host.check_output("python3 -c \"import urllib.request,sys;"
-                            "sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:%d/standin/info').read().decode())\""
-                            % INSTANCES[name])
+    out = host.check_output(
+        "python3 -c \"import urllib.request,sys;"
+        "sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:%d/standin/info').read().decode())\""
+        % INSTANCES[name]
+    )
     return json.loads(out)
 
 
@@ -45,7 +54,9 @@ def test_virtualenv_owned_by_root_and_usable_by_service(host):
 
 @pytest.mark.parametrize("dist,version", sorted(PINS.items()))
 def test_packages_at_pinned_versions(host, dist, version):
-    got = host.check_output("%s/bin/python -c \"import importlib.metadata as m; print(m.version('%s'))\"" % (VENV, dist))
+    got = host.check_output(
+        "%s/bin/python -c \"import importlib.metadata as m; print(m.version('%s'))\"" % (VENV, dist)
+    )
     assert got == version
 
 
@@ -53,11 +64,21 @@ def test_template_unit(host):
     unit = host.file("/etc/systemd/system/vllm@.service")
     assert unit.mode == 0o644 and unit.user == "root"
     text = unit.content_string
-    for line in ("User=vllm", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
-                 "PrivateTmp=yes", "DevicePolicy=closed", "DeviceAllow=/dev/accel/accel* rw",
-                 "DeviceAllow=/dev/accel/accel_controlD* rw", "DeviceAllow=/dev/hl* rw",
-                 "Restart=on-failure", "ReadWritePaths=-/mnt/kv_storage/lmcache",
-                 "EnvironmentFile=/etc/vllm/%i.env", "CapabilityBoundingSet="):
+    for line in (
+        "User=vllm",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "DevicePolicy=closed",
+        "DeviceAllow=/dev/accel/accel* rw",
+        "DeviceAllow=/dev/accel/accel_controlD* rw",
+        "DeviceAllow=/dev/hl* rw",
+        "Restart=on-failure",
+        "ReadWritePaths=-/mnt/kv_storage/lmcache",
+        "EnvironmentFile=/etc/vllm/%i.env",
+        "CapabilityBoundingSet=",
+    ):
         assert line in text.splitlines(), line
     assert "ExecStart=/opt/vllm/venv/bin/vllm serve ${SERVE_MODEL}" in text
 
@@ -82,9 +103,13 @@ def test_kv_transfer_config_rendering(host):
     alpha = host.file("/etc/vllm/alpha.env").content_string
     beta = host.file("/etc/vllm/beta.env").content_string
     # JSON quotes are backslash-escaped because systemd word-splits $SERVE_KV_TRANSFER_ARGS.
-    assert ("""SERVE_KV_TRANSFER_ARGS='--kv-transfer-config """
-            r"""{\"kv_connector\":\"LMCacheConnectorV1\",\"kv_role\":\"kv_both\"}'""") in alpha
-    assert r'\"kv_connector_extra_config\":{\"discard_partial_chunks\":false,\"lmcache_rpc_port\":\"producer1\"}' in beta
+    assert (
+        """SERVE_KV_TRANSFER_ARGS='--kv-transfer-config """
+        r"""{\"kv_connector\":\"LMCacheConnectorV1\",\"kv_role\":\"kv_both\"}'"""
+    ) in alpha
+    assert (
+        r'\"kv_connector_extra_config\":{\"discard_partial_chunks\":false,\"lmcache_rpc_port\":\"producer1\"}' in beta
+    )
     assert r'\"kv_role\":\"kv_producer\"' in beta
 
 
@@ -155,8 +180,15 @@ def test_exposure_score(host, name):
 
 def test_lmcache_hpu_patch_applied(host):
     """The node is in gaudi_nodes, so the lmcache role ran gaudi.vllm_lmcache.lmcache_hpu_patch
-    on the real LMCache 0.4.2 files in the virtualenv."""
+    on the real LMCache files in the virtualenv: patched for a patch row (0.3.6 to 0.4.2), left
+    as released for a native row (LMCache's own HPU connector)."""
     site = host.check_output("%s/bin/python -c \"import sysconfig; print(sysconfig.get_paths()['purelib'])\"" % VENV)
     adapter = host.file(site + "/lmcache/integration/vllm/vllm_v1_adapter.py")
-    assert "gaudi.vllm_lmcache" in adapter.content_string
-    assert host.file(site + "/lmcache/v1/gaudi_hpu_connector.py").exists
+    if ROW["lmcache_hpu"] == "patch":
+        assert "gaudi.vllm_lmcache" in adapter.content_string
+        assert host.file(site + "/lmcache/v1/gaudi_hpu_connector.py").exists
+    else:
+        assert ROW["lmcache_hpu"] == "native"
+        assert adapter.exists and "gaudi.vllm_lmcache" not in adapter.content_string
+        assert not host.file(site + "/lmcache/v1/gaudi_hpu_connector.py").exists
+        assert host.file(site + "/lmcache/v1/gpu_connector/hpu_connector.py").exists

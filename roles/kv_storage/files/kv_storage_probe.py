@@ -4,6 +4,7 @@ Usage: python3 -c "<this file>" SIZE_KIB DIRECTORY [DIRECTORY...]
 Prints a JSON list (one object per directory); exits 1 when any data read back differs
 or any step fails.
 """
+
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ def probe(directory, kib):
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -44,7 +44,7 @@ import urllib.request
 import uuid
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 TIERS = ("devices", "stack", "storage", "kv_offload", "serving")
 STATUSES = ("pass", "fail", "skip")
 PCIE_GEN5_X16_GBPS = 63.0
@@ -82,6 +82,7 @@ class TierError(Exception):
 # small helpers
 # ---------------------------------------------------------------------------
 
+
 def _now_iso():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -107,8 +108,12 @@ def _run(argv, timeout):
     """Run a command; return (rc, stdout, stderr). Raises TierError when it cannot start."""
     try:
         proc = subprocess.run(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            timeout=timeout, universal_newlines=True, check=False,
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            universal_newlines=True,
+            check=False,
         )
     except FileNotFoundError:
         raise TierError("%s: command not found" % argv[0])
@@ -154,6 +159,7 @@ def chunk_bytes_for(layers, kv_heads, head_dim, dtype_bytes, chunk_tokens, tp):
 # device detection
 # ---------------------------------------------------------------------------
 
+
 def _hl_smi_path(args):
     return shutil.which(args.hl_smi) if args.hl_smi else None
 
@@ -186,8 +192,16 @@ def _parse_mib(text):
         return None
     value = float(match.group(1))
     unit = (match.group(2) or "MiB").lower()
-    factor = {"kib": 1.0 / 1024, "kb": 1.0 / 1024, "mib": 1, "mb": 1, "gib": 1024,
-              "gb": 1024, "tib": 1024 * 1024, "tb": 1024 * 1024}.get(unit, 1)
+    factor = {
+        "kib": 1.0 / 1024,
+        "kb": 1.0 / 1024,
+        "mib": 1,
+        "mb": 1,
+        "gib": 1024,
+        "gb": 1024,
+        "tib": 1024 * 1024,
+        "tb": 1024 * 1024,
+    }.get(unit, 1)
     return int(round(value * factor))
 
 
@@ -203,8 +217,7 @@ def parse_hl_smi_csv(text, fields=DEFAULT_HL_SMI_FIELDS):
         if cells[0].lower() == "index":  # a header slipped through (no 'noheader')
             continue
         if len(cells) != len(names):
-            raise ValueError("unexpected hl-smi CSV line (%d fields, expected %d): %r"
-                             % (len(cells), len(names), line))
+            raise ValueError("unexpected hl-smi CSV line (%d fields, expected %d): %r" % (len(cells), len(names), line))
         row = dict(zip(names, cells))
         dev = {
             "index": int(row["index"]) if row.get("index", "").isdigit() else row.get("index"),
@@ -236,8 +249,7 @@ def _devices_hpu(args, figures):
     hl_smi = _hl_smi_path(args)
     if hl_smi:
         figures["source"] = "hl-smi"
-        rc, out, err = _run([hl_smi, "-Q", DEFAULT_HL_SMI_FIELDS, "-f", "csv,noheader"],
-                            args.command_timeout)
+        rc, out, err = _run([hl_smi, "-Q", DEFAULT_HL_SMI_FIELDS, "-f", "csv,noheader"], args.command_timeout)
         if rc != 0:
             raise TierError("hl-smi -Q exited %d: %s" % (rc, (err or out).strip()[:300]))
         try:
@@ -260,8 +272,7 @@ def _devices_hpu(args, figures):
     figures["source"] = "habana_frameworks"
     count = int(hthpu.device_count())
     name = hthpu.get_device_name() if count else None
-    return [{"index": i, "name": name, "bus_id": None, "driver_version": None}
-            for i in range(count)]
+    return [{"index": i, "name": name, "bus_id": None, "driver_version": None} for i in range(count)]
 
 
 def _devices_torch(args, device, figures):
@@ -282,8 +293,7 @@ def _devices_torch(args, device, figures):
     smi = shutil.which("nvidia-smi") if device == "cuda" else None
     if smi:
         try:
-            rc, out, dummy = _run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                                  args.command_timeout)
+            rc, out, dummy = _run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], args.command_timeout)
             if rc == 0 and out.strip():
                 driver = out.strip().splitlines()[0].strip()
         except TierError:
@@ -294,23 +304,32 @@ def _devices_torch(args, device, figures):
         bus = None
         if hasattr(props, "pci_bus_id"):
             bus = "%04x:%02x:%02x.0" % (
-                getattr(props, "pci_domain_id", 0), props.pci_bus_id,
-                getattr(props, "pci_device_id", 0))
-        devices.append({
-            "index": i, "name": props.name, "bus_id": bus, "driver_version": driver,
-            "memory_total_mib": int(props.total_memory // (1024 * 1024)),
-        })
+                getattr(props, "pci_domain_id", 0),
+                props.pci_bus_id,
+                getattr(props, "pci_device_id", 0),
+            )
+        devices.append(
+            {
+                "index": i,
+                "name": props.name,
+                "bus_id": bus,
+                "driver_version": driver,
+                "memory_total_mib": int(props.total_memory // (1024 * 1024)),
+            }
+        )
     return devices
 
 
 def tier_devices(args, ctx):
-    figures = {"device": ctx["device"], "detected_by": ctx["device_how"],
-               "expected_count": args.expected_devices}
+    figures = {"device": ctx["device"], "detected_by": ctx["device_how"], "expected_count": args.expected_devices}
     device = ctx["device"]
     if device == "none":
         if args.expected_devices > 0:
-            return "fail", ("expected %d accelerators, found none (%s)"
-                            % (args.expected_devices, ctx["device_how"])), figures
+            return (
+                "fail",
+                ("expected %d accelerators, found none (%s)" % (args.expected_devices, ctx["device_how"])),
+                figures,
+            )
         return "skip", "no accelerator found (%s)" % ctx["device_how"], figures
     if device == "cpu":
         figures["count"] = os.cpu_count()
@@ -343,6 +362,7 @@ def tier_devices(args, ctx):
 # ---------------------------------------------------------------------------
 # stack
 # ---------------------------------------------------------------------------
+
 
 def normalize_name(name):
     return re.sub(r"[-_.]+", "-", name or "").lower()
@@ -438,8 +458,9 @@ def tier_stack(args, ctx):
                     patch["status"] = "pass" if good else "fail"
                     patch["reason"] = result.get("reason") or patch["classification"]
             if patch["status"] == "fail" and patch["required"]:
-                problems.append("LMCache HPU patch: %s (%s)" % (
-                    patch.get("classification") or "error", patch["reason"]))
+                problems.append(
+                    "LMCache HPU patch: %s (%s)" % (patch.get("classification") or "error", patch["reason"])
+                )
     figures["patch"] = patch
     shown = ", ".join("%s %s" % (n, v) for n, v in sorted(figures["packages"].items()) if v)
     summary = shown or "no tracked package installed"
@@ -453,6 +474,7 @@ def tier_stack(args, ctx):
 # ---------------------------------------------------------------------------
 # storage
 # ---------------------------------------------------------------------------
+
 
 def _unescape_mount(field):
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
@@ -470,8 +492,12 @@ def find_mount(path, mounts_file="/proc/mounts"):
             mnt = _unescape_mount(parts[1])
             inside = real == mnt or real.startswith(mnt.rstrip("/") + "/") or mnt == "/"
             if inside and (best is None or len(mnt) >= len(best["mountpoint"])):
-                best = {"source": _unescape_mount(parts[0]), "mountpoint": mnt,
-                        "fstype": parts[2], "options": parts[3].split(",")}
+                best = {
+                    "source": _unescape_mount(parts[0]),
+                    "mountpoint": mnt,
+                    "fstype": parts[2],
+                    "options": parts[3].split(","),
+                }
     return best
 
 
@@ -514,9 +540,9 @@ def storage_io(directory, files, size, block=1024 * 1024):
         try:
             left = size
             while left > 0:
-                piece = memoryview(pattern)[:min(left, len(pattern))]
+                piece = memoryview(pattern)[: min(left, len(pattern))]
                 while piece:
-                    piece = piece[os.write(fd, piece):]
+                    piece = piece[os.write(fd, piece) :]
                 left -= min(left, len(pattern))
             os.fsync(fd)
         finally:
@@ -545,15 +571,17 @@ def storage_io(directory, files, size, block=1024 * 1024):
     for dummy in names:
         left = size
         while left > 0:
-            piece = pattern[:min(left, len(pattern))]
+            piece = pattern[: min(left, len(pattern))]
             expected.update(piece)
             left -= len(piece)
     total = files * size
     return {
-        "write_s": _round(write_s, 4), "read_s": _round(read_s, 4),
+        "write_s": _round(write_s, 4),
+        "read_s": _round(read_s, 4),
         "write_gbps": _round(total / write_s / 1e9 if write_s > 0 else None),
         "read_gbps": _round(total / read_s / 1e9 if read_s > 0 else None),
-        "bytes_total": total, "bytes_read": read_bytes,
+        "bytes_total": total,
+        "bytes_read": read_bytes,
         "integrity_ok": read_bytes == total and digest.hexdigest() == expected.hexdigest(),
     }
 
@@ -576,8 +604,7 @@ def visibility_write(base, name, stale_after_s=3600):
         os.fsync(handle.fileno())
     os.rename(tmp, path)
     _fsync_dir(marker_dir)
-    return {"mode": "write", "name": name, "path": path, "status": "pass",
-            "reason": "marker written"}
+    return {"mode": "write", "name": name, "path": path, "status": "pass", "reason": "marker written"}
 
 
 def visibility_expect(base, name, timeout, interval=0.2):
@@ -591,17 +618,28 @@ def visibility_expect(base, name, timeout, interval=0.2):
                 with open(path, "r", encoding="utf-8") as handle:
                     content = json.load(handle)
                 waited = time.monotonic() - start
-                return {"mode": "expect", "name": name, "path": path, "status": "pass",
-                        "seen_after_s": _round(waited), "timeout_s": timeout,
-                        "writer": content.get("writer"),
-                        "reason": "marker from %s seen after %.2fs" % (
-                            content.get("writer"), waited)}
+                return {
+                    "mode": "expect",
+                    "name": name,
+                    "path": path,
+                    "status": "pass",
+                    "seen_after_s": _round(waited),
+                    "timeout_s": timeout,
+                    "writer": content.get("writer"),
+                    "reason": "marker from %s seen after %.2fs" % (content.get("writer"), waited),
+                }
         except (OSError, ValueError):
             pass
         if time.monotonic() - start >= timeout:
-            return {"mode": "expect", "name": name, "path": path, "status": "fail",
-                    "seen_after_s": None, "timeout_s": timeout,
-                    "reason": "marker %s not visible within %ss" % (name, timeout)}
+            return {
+                "mode": "expect",
+                "name": name,
+                "path": path,
+                "status": "fail",
+                "seen_after_s": None,
+                "timeout_s": timeout,
+                "reason": "marker %s not visible within %ss" % (name, timeout),
+            }
         time.sleep(interval)
 
 
@@ -622,22 +660,27 @@ def tier_storage(args, ctx):
         problems.append("no mount in %s holds %s" % (args.mounts_file, path))
     else:
         if args.storage_fstype and mount["fstype"] not in args.storage_fstype:
-            problems.append("%s is on %s (%s), expected fstype %s" % (
-                path, mount["mountpoint"], mount["fstype"], "/".join(args.storage_fstype)))
+            problems.append(
+                "%s is on %s (%s), expected fstype %s"
+                % (path, mount["mountpoint"], mount["fstype"], "/".join(args.storage_fstype))
+            )
         missing = missing_options(mount["options"], args.storage_options)
         figures["missing_options"] = missing
         if missing:
-            problems.append("mount %s lacks option(s) %s" % (mount["mountpoint"],
-                                                             ",".join(missing)))
-    chunk = args.chunk_bytes or chunk_bytes_for(args.model_layers, args.model_kv_heads,
-                                                args.model_head_dim, args.dtype_bytes,
-                                                args.chunk_tokens, args.tp)
+            problems.append("mount %s lacks option(s) %s" % (mount["mountpoint"], ",".join(missing)))
+    chunk = args.chunk_bytes or chunk_bytes_for(
+        args.model_layers, args.model_kv_heads, args.model_head_dim, args.dtype_bytes, args.chunk_tokens, args.tp
+    )
     figures["chunk_bytes"] = chunk
     figures["chunk_geometry"] = {
-        "layers": args.model_layers, "kv_heads": args.model_kv_heads,
-        "head_dim": args.model_head_dim, "dtype_bytes": args.dtype_bytes,
-        "chunk_tokens": args.chunk_tokens, "tp": args.tp,
-        "overridden": bool(args.chunk_bytes)}
+        "layers": args.model_layers,
+        "kv_heads": args.model_kv_heads,
+        "head_dim": args.model_head_dim,
+        "dtype_bytes": args.dtype_bytes,
+        "chunk_tokens": args.chunk_tokens,
+        "tp": args.tp,
+        "overridden": bool(args.chunk_bytes),
+    }
     figures["files"] = args.storage_files
     if args.storage_files > 0 and not problems:
         scratch = os.path.join(path, SCRATCH_DIR, "%s-%d" % (socket.gethostname(), os.getpid()))
@@ -656,11 +699,9 @@ def tier_storage(args, ctx):
             if not io["integrity_ok"]:
                 problems.append("read-back data differs from what was written")
             if args.storage_min_write_gbps and (io["write_gbps"] or 0) < args.storage_min_write_gbps:
-                problems.append("write %.3f GB/s below %.3f" % (
-                    io["write_gbps"] or 0, args.storage_min_write_gbps))
+                problems.append("write %.3f GB/s below %.3f" % (io["write_gbps"] or 0, args.storage_min_write_gbps))
             if args.storage_min_read_gbps and (io["read_gbps"] or 0) < args.storage_min_read_gbps:
-                problems.append("read %.3f GB/s below %.3f" % (
-                    io["read_gbps"] or 0, args.storage_min_read_gbps))
+                problems.append("read %.3f GB/s below %.3f" % (io["read_gbps"] or 0, args.storage_min_read_gbps))
     visibility = None
     try:
         if args.visibility_write:
@@ -668,8 +709,11 @@ def tier_storage(args, ctx):
         elif args.visibility_expect:
             visibility = visibility_expect(path, args.visibility_expect, args.visibility_timeout)
     except OSError as exc:
-        visibility = {"mode": "write" if args.visibility_write else "expect", "status": "fail",
-                      "reason": "marker I/O failed: %s" % exc}
+        visibility = {
+            "mode": "write" if args.visibility_write else "expect",
+            "status": "fail",
+            "reason": "marker I/O failed: %s" % exc,
+        }
     figures["visibility"] = visibility
     if visibility and visibility["status"] == "fail":
         problems.append("visibility: %s" % visibility["reason"])
@@ -680,8 +724,10 @@ def tier_storage(args, ctx):
         parts.append("%s on %s" % (mount["fstype"], mount["mountpoint"]))
     io = figures.get("io")
     if io:
-        parts.append("%d x %.1f MiB: write %.3f GB/s, read %.3f GB/s" % (
-            args.storage_files, chunk / 1048576.0, io["write_gbps"] or 0, io["read_gbps"] or 0))
+        parts.append(
+            "%d x %.1f MiB: write %.3f GB/s, read %.3f GB/s"
+            % (args.storage_files, chunk / 1048576.0, io["write_gbps"] or 0, io["read_gbps"] or 0)
+        )
     if visibility:
         parts.append("visibility: %s" % visibility["reason"])
     return "pass", "; ".join(parts), figures
@@ -690,6 +736,7 @@ def tier_storage(args, ctx):
 # ---------------------------------------------------------------------------
 # kv_offload
 # ---------------------------------------------------------------------------
+
 
 def _timed_copies(torch, dst, src, iterations, sync):
     for dummy in range(2):
@@ -708,14 +755,17 @@ def _no_sync():
 
 def tier_kv_offload(args, ctx):
     device = ctx["device"]
-    chunk = args.chunk_bytes or chunk_bytes_for(args.model_layers, args.model_kv_heads,
-                                                args.model_head_dim, args.dtype_bytes,
-                                                args.chunk_tokens, args.tp)
-    figures = {"device": device, "chunk_bytes": chunk, "iterations": args.kv_iterations,
-               "pcie_gen5_x16_limit_gbps": PCIE_GEN5_X16_GBPS}
+    chunk = args.chunk_bytes or chunk_bytes_for(
+        args.model_layers, args.model_kv_heads, args.model_head_dim, args.dtype_bytes, args.chunk_tokens, args.tp
+    )
+    figures = {
+        "device": device,
+        "chunk_bytes": chunk,
+        "iterations": args.kv_iterations,
+        "pcie_gen5_x16_limit_gbps": PCIE_GEN5_X16_GBPS,
+    }
     if device in ("none",):
-        return "skip", "no accelerator (%s); use --device cpu to time host copies" % (
-            ctx["device_how"]), figures
+        return "skip", "no accelerator (%s); use --device cpu to time host copies" % (ctx["device_how"]), figures
     torch, reason = _import_torch()
     if torch is None:
         return "skip", reason, figures
@@ -750,29 +800,36 @@ def tier_kv_offload(args, ctx):
     d2h_s = _timed_copies(torch, host, dev, args.kv_iterations, sync)
     h2d = total / h2d_s / 1e9
     d2h = total / d2h_s / 1e9
-    figures.update({
-        "h2d_gbps": _round(h2d), "d2h_gbps": _round(d2h),
-        "h2d_fraction_of_limit": _round(h2d / PCIE_GEN5_X16_GBPS),
-        "d2h_fraction_of_limit": _round(d2h / PCIE_GEN5_X16_GBPS),
-    })
+    figures.update(
+        {
+            "h2d_gbps": _round(h2d),
+            "d2h_gbps": _round(d2h),
+            "h2d_fraction_of_limit": _round(h2d / PCIE_GEN5_X16_GBPS),
+            "d2h_fraction_of_limit": _round(d2h / PCIE_GEN5_X16_GBPS),
+        }
+    )
     if device == "cpu":
         figures["note"] = "--device cpu: host memory copies, not a PCIe measurement"
     summary = "%s %.1f MiB %s: H2D %.2f GB/s, D2H %.2f GB/s (PCIe Gen5 x16: %.0f GB/s)" % (
-        device, chunk / 1048576.0, "pinned" if pinned else "pageable", h2d, d2h,
-        PCIE_GEN5_X16_GBPS)
+        device,
+        chunk / 1048576.0,
+        "pinned" if pinned else "pageable",
+        h2d,
+        d2h,
+        PCIE_GEN5_X16_GBPS,
+    )
     if device == "cpu":
         summary += "; host copies only"
-    low = [name for name, value in (("H2D", h2d), ("D2H", d2h))
-           if args.kv_min_gbps and value < args.kv_min_gbps]
+    low = [name for name, value in (("H2D", h2d), ("D2H", d2h)) if args.kv_min_gbps and value < args.kv_min_gbps]
     if low:
-        return "fail", "%s below %.2f GB/s: %s" % ("/".join(low), args.kv_min_gbps,
-                                                   summary), figures
+        return "fail", "%s below %.2f GB/s: %s" % ("/".join(low), args.kv_min_gbps, summary), figures
     return "pass", summary, figures
 
 
 # ---------------------------------------------------------------------------
 # serving
 # ---------------------------------------------------------------------------
+
 
 def _headers(args, extra=None):
     headers = {"User-Agent": "gaudi_validate/%s" % __version__}
@@ -841,14 +898,20 @@ def build_prompt(nonce, words, question):
 def stream_completion(args, model, prompt, max_tokens=2):
     """POST a streamed completion; return {'ttft_s', 'total_s', 'prompt_tokens', 'text'}."""
     payload = {
-        "model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-        "stream": True, "stream_options": {"include_usage": True},
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     body = json.dumps(payload).encode("utf-8")
     req = urllib.request.Request(
-        args.endpoint.rstrip("/") + "/v1/completions", data=body, method="POST",
-        headers=_headers(args, {"Content-Type": "application/json",
-                                "Accept": "text/event-stream"}))
+        args.endpoint.rstrip("/") + "/v1/completions",
+        data=body,
+        method="POST",
+        headers=_headers(args, {"Content-Type": "application/json", "Accept": "text/event-stream"}),
+    )
     start = time.perf_counter()
     ttft = None
     usage = None
@@ -875,8 +938,12 @@ def stream_completion(args, model, prompt, max_tokens=2):
     total = time.perf_counter() - start
     if ttft is None:
         raise TierError("the stream ended without a token")
-    return {"ttft_s": ttft, "total_s": total,
-            "prompt_tokens": (usage or {}).get("prompt_tokens"), "text": "".join(text)}
+    return {
+        "ttft_s": ttft,
+        "total_s": total,
+        "prompt_tokens": (usage or {}).get("prompt_tokens"),
+        "text": "".join(text),
+    }
 
 
 def wait_healthy(args, timeout):
@@ -895,16 +962,18 @@ def wait_healthy(args, timeout):
 
 
 def tier_serving(args, ctx):
-    figures = {"endpoint": args.endpoint, "prompt_tokens_requested": args.prompt_tokens,
-               "speedup_threshold": args.speedup_threshold}
+    figures = {
+        "endpoint": args.endpoint,
+        "prompt_tokens_requested": args.prompt_tokens,
+        "speedup_threshold": args.speedup_threshold,
+    }
     if not args.endpoint:
         return "skip", "no --endpoint given", figures
     try:
         status, dummy = http_get(args, "/health", args.request_timeout)
         figures["health"] = status
     except Exception as exc:  # pylint: disable=broad-except
-        return "fail", "health check %s/health failed: %s" % (
-            args.endpoint.rstrip("/"), _describe_error(exc)), figures
+        return "fail", "health check %s/health failed: %s" % (args.endpoint.rstrip("/"), _describe_error(exc)), figures
     try:
         dummy, text = http_get(args, "/v1/models", args.request_timeout)
         models = [m.get("id") for m in json.loads(text).get("data", [])]
@@ -912,8 +981,7 @@ def tier_serving(args, ctx):
         return "fail", "/v1/models failed: %s" % _describe_error(exc), figures
     figures["models"] = models
     if args.model and args.model not in models:
-        return "fail", "model %s not served (served: %s)" % (args.model, ", ".join(models)), \
-            figures
+        return "fail", "model %s not served (served: %s)" % (args.model, ", ".join(models)), figures
     if not models:
         return "fail", "/v1/models lists no model", figures
     model = args.model or models[0]
@@ -923,12 +991,16 @@ def tier_serving(args, ctx):
     figures["nonce"] = nonce
     before = scrape_hits(args)
     try:
-        cold = stream_completion(args, model, build_prompt(nonce, args.prompt_tokens,
-                                                           "Question 0: name one word above."))
+        cold = stream_completion(
+            args, model, build_prompt(nonce, args.prompt_tokens, "Question 0: name one word above.")
+        )
         warm = []
         for i in range(args.warm_repeats):
-            warm.append(stream_completion(args, model, build_prompt(
-                nonce, args.prompt_tokens, "Question %d: name one word above." % (i + 1))))
+            warm.append(
+                stream_completion(
+                    args, model, build_prompt(nonce, args.prompt_tokens, "Question %d: name one word above." % (i + 1))
+                )
+            )
     except TierError as exc:
         return "fail", "completion request: %s" % exc, figures
     except Exception as exc:  # pylint: disable=broad-except
@@ -937,17 +1009,25 @@ def tier_serving(args, ctx):
     cold_ttft = cold["ttft_s"]
     warm_ttft = statistics.median([w["ttft_s"] for w in warm])
     speedup = cold_ttft / max(warm_ttft, 1e-6)
-    figures.update({
-        "prompt_tokens_reported": cold["prompt_tokens"],
-        "cold_ttft_s": _round(cold_ttft, 4),
-        "warm_ttft_s": [_round(w["ttft_s"], 4) for w in warm],
-        "warm_ttft_median_s": _round(warm_ttft, 4),
-        "speedup": _round(speedup, 2),
-    })
+    figures.update(
+        {
+            "prompt_tokens_reported": cold["prompt_tokens"],
+            "cold_ttft_s": _round(cold_ttft, 4),
+            "warm_ttft_s": [_round(w["ttft_s"], 4) for w in warm],
+            "warm_ttft_median_s": _round(warm_ttft, 4),
+            "speedup": _round(speedup, 2),
+        }
+    )
     hits = {"exposed": bool(before.get("exposed") and after.get("exposed"))}
     if hits["exposed"]:
-        hits.update({"metric": after["metric"], "before": before["value"],
-                     "after": after["value"], "delta": after["value"] - before["value"]})
+        hits.update(
+            {
+                "metric": after["metric"],
+                "before": before["value"],
+                "after": after["value"],
+                "delta": after["value"] - before["value"],
+            }
+        )
     else:
         hits["reason"] = after.get("reason") or before.get("reason")
     figures["lmcache_hits"] = hits
@@ -972,15 +1052,14 @@ def tier_serving(args, ctx):
             ok, why = wait_healthy(args, args.restart_wait)
             restart["healthy_after_s"] = _round(time.monotonic() - start) if ok else None
             if not ok:
-                raise TierError("not healthy within %ss after restart: %s" % (
-                    args.restart_wait, why))
-            again = stream_completion(args, model, build_prompt(
-                nonce, args.prompt_tokens, "Question 99: name one word above."))
+                raise TierError("not healthy within %ss after restart: %s" % (args.restart_wait, why))
+            again = stream_completion(
+                args, model, build_prompt(nonce, args.prompt_tokens, "Question 99: name one word above.")
+            )
             restart["ttft_s"] = _round(again["ttft_s"], 4)
             restart["speedup"] = _round(cold_ttft / max(again["ttft_s"], 1e-6), 2)
             if restart["speedup"] < args.speedup_threshold:
-                problems.append("after restart the warm prompt is only %.2fx faster than cold" % (
-                    restart["speedup"]))
+                problems.append("after restart the warm prompt is only %.2fx faster than cold" % (restart["speedup"]))
         except TierError as exc:
             restart["error"] = str(exc)
             problems.append("restart check: %s" % exc)
@@ -989,7 +1068,12 @@ def tier_serving(args, ctx):
             problems.append("restart check: %s" % _describe_error(exc))
 
     summary = "%s: cold %.3fs, warm %.3fs, %.1fx (threshold %.1fx)" % (
-        model, cold_ttft, warm_ttft, speedup, args.speedup_threshold)
+        model,
+        cold_ttft,
+        warm_ttft,
+        speedup,
+        args.speedup_threshold,
+    )
     if hits["exposed"]:
         summary += ", +%d LMCache hit tokens" % hits["delta"]
     if figures.get("restart", {}).get("speedup") is not None:
@@ -1004,8 +1088,11 @@ def tier_serving(args, ctx):
 # ---------------------------------------------------------------------------
 
 TIER_FUNCS = {
-    "devices": tier_devices, "stack": tier_stack, "storage": tier_storage,
-    "kv_offload": tier_kv_offload, "serving": tier_serving,
+    "devices": tier_devices,
+    "stack": tier_stack,
+    "storage": tier_storage,
+    "kv_offload": tier_kv_offload,
+    "serving": tier_serving,
 }
 
 
@@ -1018,8 +1105,11 @@ def run_tier(name, args, ctx):
     except Exception as exc:  # pylint: disable=broad-except
         status, reason, figures = "fail", "internal error: %s: %s" % (type(exc).__name__, exc), {}
     return {
-        "status": status, "reason": reason, "required": name in args.required,
-        "duration_s": _round(time.monotonic() - start), "figures": figures,
+        "status": status,
+        "reason": reason,
+        "required": name in args.required,
+        "duration_s": _round(time.monotonic() - start),
+        "figures": figures,
     }
 
 
@@ -1033,8 +1123,13 @@ def build_report(args):
         if name in args.tiers:
             tiers[name] = run_tier(name, args, ctx)
         else:
-            tiers[name] = {"status": "skip", "reason": "not selected with --tiers",
-                           "required": name in args.required, "duration_s": 0.0, "figures": {}}
+            tiers[name] = {
+                "status": "skip",
+                "reason": "not selected with --tiers",
+                "required": name in args.required,
+                "duration_s": 0.0,
+                "figures": {},
+            }
     failed_required = [n for n in TIERS if tiers[n]["required"] and tiers[n]["status"] == "fail"]
     return {
         "schema_version": SCHEMA_VERSION,
@@ -1045,6 +1140,7 @@ def build_report(args):
         "python": "%d.%d.%d" % sys.version_info[:3],
         "device": device,
         "started_at": started,
+        "run_id": args.run_id,
         "duration_s": _round(time.monotonic() - t0),
         "required_tiers": [n for n in TIERS if n in args.required],
         "failed_required_tiers": failed_required,
@@ -1057,13 +1153,18 @@ def format_table(report):
     rows = [("TIER", "STATUS", "REQ", "SECONDS", "DETAIL")]
     for name in TIERS:
         tier = report["tiers"][name]
-        rows.append((name, tier["status"], "yes" if tier["required"] else "no",
-                     "%.2f" % tier["duration_s"], tier["reason"] or ""))
+        rows.append(
+            (
+                name,
+                tier["status"],
+                "yes" if tier["required"] else "no",
+                "%.2f" % tier["duration_s"],
+                tier["reason"] or "",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["%s  %s" % ("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])),
-                         row[4]) for row in rows]
-    lines.append("node %s (%s): %s" % (
-        report["node"], report["device"], report["overall"].upper()))
+    lines = ["%s  %s" % ("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])), row[4]) for row in rows]
+    lines.append("node %s (%s): %s" % (report["node"], report["device"], report["overall"].upper()))
     return "\n".join(lines)
 
 
@@ -1071,41 +1172,54 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="gaudi_validate.py",
         description=__doc__.split("\n\n", maxsplit=1)[0],
-        epilog=("Tiers: %s. Exit 0: no required tier failed; 1: a required tier failed; "
-                "2: bad arguments. A skipped tier never fails the run." % ", ".join(TIERS)),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=(
+            "Tiers: %s. Exit 0: no required tier failed; 1: a required tier failed; "
+            "2: bad arguments. A skipped tier never fails the run." % ", ".join(TIERS)
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add = parser.add_argument
     add("--version", action="version", version="%(prog)s " + __version__)
     add("--tiers", default=",".join(TIERS), help="comma-separated tiers to run")
-    add("--required", default=",".join(TIERS),
-        help="comma-separated tiers whose failure makes the exit status 1")
+    add("--required", default=",".join(TIERS), help="comma-separated tiers whose failure makes the exit status 1")
     add("--output", "-o", help="write the JSON report to this file")
-    add("--format", choices=("table", "json", "none"), default="table",
-        help="what to print on stdout")
+    add("--format", choices=("table", "json", "none"), default="table", help="what to print on stdout")
     add("--node", help="node name recorded in the report (default: the hostname)")
+    add("--run-id", help="identifier of the run that asked for this report, recorded as run_id "
+        "(the role passes one per playbook run so that the fleet summary can tell stale reports)")
     add("--command-timeout", type=float, default=30.0, help="timeout of hl-smi and similar")
 
     grp = parser.add_argument_group("devices / kv_offload")
     grp.add_argument("--device", choices=("auto", "hpu", "cuda", "rocm", "cpu"), default="auto")
-    grp.add_argument("--expected-devices", type=int, default=0,
-                     help="fail when fewer accelerators are found (0: no expectation)")
+    grp.add_argument(
+        "--expected-devices", type=int, default=0, help="fail when fewer accelerators are found (0: no expectation)"
+    )
     grp.add_argument("--hl-smi", default="hl-smi", help="hl-smi executable name or path")
     grp.add_argument("--kv-iterations", type=int, default=20, help="copies per direction")
-    grp.add_argument("--kv-min-gbps", type=float, default=0.0,
-                     help="fail kv_offload below this GB/s in either direction (0: report only)")
+    grp.add_argument(
+        "--kv-min-gbps",
+        type=float,
+        default=0.0,
+        help="fail kv_offload below this GB/s in either direction (0: report only)",
+    )
 
     grp = parser.add_argument_group("stack")
     grp.add_argument("--venv", help="service virtualenv (its lib/python3*/site-packages is read)")
     grp.add_argument("--site-packages", help="site-packages directory (overrides --venv)")
-    grp.add_argument("--stack-require", default="vllm,lmcache",
-                     help="comma-separated distributions that must be installed")
-    grp.add_argument("--patch-module",
-                     default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                          PATCH_MODULE_NAME),
-                     help="file providing classify(site_packages)")
-    grp.add_argument("--patch-check", choices=("auto", "require", "report", "off"),
-                     default="auto",
-                     help="auto: the patch state fails the tier only on HPU nodes")
+    grp.add_argument(
+        "--stack-require", default="vllm,lmcache", help="comma-separated distributions that must be installed"
+    )
+    grp.add_argument(
+        "--patch-module",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), PATCH_MODULE_NAME),
+        help="file providing classify(site_packages)",
+    )
+    grp.add_argument(
+        "--patch-check",
+        choices=("auto", "require", "report", "off"),
+        default="auto",
+        help="auto: the patch state fails the tier only on HPU nodes",
+    )
 
     grp = parser.add_argument_group("model geometry (KV chunk size)")
     grp.add_argument("--model-layers", type=int, default=32)
@@ -1114,45 +1228,47 @@ def parse_args(argv=None):
     grp.add_argument("--dtype-bytes", type=int, default=2)
     grp.add_argument("--chunk-tokens", type=int, default=256)
     grp.add_argument("--tp", type=int, default=1, help="tensor-parallel size (per-rank files)")
-    grp.add_argument("--chunk-bytes", type=int, default=0,
-                     help="override the computed chunk size (0: compute from geometry)")
+    grp.add_argument(
+        "--chunk-bytes", type=int, default=0, help="override the computed chunk size (0: compute from geometry)"
+    )
 
     grp = parser.add_argument_group("storage")
     grp.add_argument("--storage-path", help="Mode B shared cache directory")
-    grp.add_argument("--storage-options", default="",
-                     help="comma-separated mount options that must be present (opt or opt=val)")
-    grp.add_argument("--storage-fstype", default="",
-                     help="comma-separated accepted filesystem types (empty: any)")
+    grp.add_argument(
+        "--storage-options", default="", help="comma-separated mount options that must be present (opt or opt=val)"
+    )
+    grp.add_argument("--storage-fstype", default="", help="comma-separated accepted filesystem types (empty: any)")
     grp.add_argument("--storage-files", type=int, default=8, help="files to write (0: no I/O)")
     grp.add_argument("--storage-min-write-gbps", type=float, default=0.0)
     grp.add_argument("--storage-min-read-gbps", type=float, default=0.0)
     grp.add_argument("--mounts-file", default="/proc/mounts", help=argparse.SUPPRESS)
     vis = grp.add_mutually_exclusive_group()
-    vis.add_argument("--visibility-write", metavar="NAME",
-                     help="write visibility marker NAME (run on the writer node)")
-    vis.add_argument("--visibility-expect", metavar="NAME",
-                     help="wait for marker NAME written by another node")
-    grp.add_argument("--visibility-timeout", type=float, default=30.0,
-                     help="seconds the marker may take to appear")
+    vis.add_argument("--visibility-write", metavar="NAME", help="write visibility marker NAME (run on the writer node)")
+    vis.add_argument("--visibility-expect", metavar="NAME", help="wait for marker NAME written by another node")
+    grp.add_argument("--visibility-timeout", type=float, default=30.0, help="seconds the marker may take to appear")
 
     grp = parser.add_argument_group("serving")
     grp.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000")
     grp.add_argument("--model", help="model id (default: the first from /v1/models)")
-    grp.add_argument("--api-key", default=os.environ.get("GAUDI_VALIDATE_API_KEY"),
-                     help="bearer token (default: $GAUDI_VALIDATE_API_KEY)")
-    grp.add_argument("--prompt-tokens", type=int, default=8192,
-                     help="approximate length of the shared prefix in tokens")
+    grp.add_argument(
+        "--api-key",
+        default=os.environ.get("GAUDI_VALIDATE_API_KEY"),
+        help="bearer token (default: $GAUDI_VALIDATE_API_KEY)",
+    )
+    grp.add_argument(
+        "--prompt-tokens", type=int, default=8192, help="approximate length of the shared prefix in tokens"
+    )
     grp.add_argument("--warm-repeats", type=int, default=3)
     grp.add_argument("--speedup-threshold", type=float, default=5.0)
-    grp.add_argument("--require-lmcache-hits", action="store_true",
-                     help="fail when /metrics shows no new lmcache:num_hit_tokens")
+    grp.add_argument(
+        "--require-lmcache-hits", action="store_true", help="fail when /metrics shows no new lmcache:num_hit_tokens"
+    )
     grp.add_argument("--request-timeout", type=float, default=300.0)
-    grp.add_argument("--restart-command",
-                     help="Mode B: command that restarts the service, e.g. "
-                          "'systemctl restart vllm@llama'")
+    grp.add_argument(
+        "--restart-command", help="Mode B: command that restarts the service, e.g. 'systemctl restart vllm@llama'"
+    )
     grp.add_argument("--restart-timeout", type=float, default=120.0)
-    grp.add_argument("--restart-wait", type=float, default=900.0,
-                     help="seconds to wait for /health after the restart")
+    grp.add_argument("--restart-wait", type=float, default=900.0, help="seconds to wait for /health after the restart")
 
     args = parser.parse_args(argv)
     args.tiers = _csv_list(args.tiers)
@@ -1169,8 +1285,7 @@ def parse_args(argv=None):
     for name in ("kv_iterations", "prompt_tokens", "warm_repeats"):
         if getattr(args, name) < 1:
             parser.error("--%s must be >= 1" % name.replace("_", "-"))
-    for name in ("model_layers", "model_kv_heads", "model_head_dim", "dtype_bytes",
-                 "chunk_tokens", "tp"):
+    for name in ("model_layers", "model_kv_heads", "model_head_dim", "dtype_bytes", "chunk_tokens", "tp"):
         if getattr(args, name) < 1:
             parser.error("--%s must be >= 1" % name.replace("_", "-"))
     for name in ("visibility_write", "visibility_expect"):
@@ -1185,8 +1300,7 @@ def main(argv=None):
     try:
         report = build_report(args)
     except Exception as exc:  # pylint: disable=broad-except
-        print("gaudi_validate: internal error: %s: %s" % (type(exc).__name__, exc),
-              file=sys.stderr)
+        print("gaudi_validate: internal error: %s: %s" % (type(exc).__name__, exc), file=sys.stderr)
         return 3
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.output:

@@ -10,7 +10,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 def test_variables_reference_is_up_to_date():
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "gen-variables-doc.py"), "--check"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 

@@ -5,6 +5,7 @@ node changed, fail) the preflight check that nodes sharing a cache agree on thei
 The shared-cache check (roles/preflight/tasks/shared_cache.yml) only uses set_fact and assert,
 so it runs against every inventory with ansible_connection=local: nothing is contacted.
 """
+
 import json
 import os
 import subprocess
@@ -43,20 +44,28 @@ def tool(name):
 
 def env(tmp_path):
     out = dict(os.environ)
-    out.update({
-        "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-    })
+    out.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        }
+    )
     out.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     return out
 
 
 def inventory_list(name, tmp_path):
-    res = subprocess.run([tool("ansible-inventory"), "-i", os.path.join(INVENTORIES, name), "--list"],
-                         capture_output=True, text=True, env=env(tmp_path), cwd=ROOT, check=False)
+    res = subprocess.run(
+        [tool("ansible-inventory"), "-i", os.path.join(INVENTORIES, name), "--list"],
+        capture_output=True,
+        text=True,
+        env=env(tmp_path),
+        cwd=ROOT,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "[WARNING]" not in res.stderr, res.stderr
     return json.loads(res.stdout)
@@ -84,8 +93,14 @@ def test_inventory_parses_with_site_groups(name, tmp_path):
     assert "gaudi_nodes" in children, children
     # An empty prefill_nodes group (single node, Mode B cluster) is dropped from --list;
     # it must still be declared, which `--graph` shows.
-    res = subprocess.run([tool("ansible-inventory"), "-i", os.path.join(INVENTORIES, name), "--graph"],
-                         capture_output=True, text=True, env=env(tmp_path), cwd=ROOT, check=True)
+    res = subprocess.run(
+        [tool("ansible-inventory"), "-i", os.path.join(INVENTORIES, name), "--graph"],
+        capture_output=True,
+        text=True,
+        env=env(tmp_path),
+        cwd=ROOT,
+        check=True,
+    )
     assert "@prefill_nodes:" in res.stdout, res.stdout
     assert data["gaudi_nodes"]["hosts"], data["gaudi_nodes"]
     for host in data["gaudi_nodes"]["hosts"] + data.get("prefill_nodes", {}).get("hosts", []):

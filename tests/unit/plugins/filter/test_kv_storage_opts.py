@@ -2,8 +2,8 @@
 """Unit tests for the kv_storage option filters."""
 
 import pytest
-
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.gaudi.vllm_lmcache.plugins.filter import kv_storage_opts as f
 
 PROC_MOUNTS = (
@@ -17,8 +17,18 @@ PROC_MOUNTS = (
 
 
 def test_canonical_order_is_independent_of_input_order():
-    a = {'_netdev': True, 'hard': True, 'nconnect': 8, 'vers': '4.2', 'rsize': 1048576,
-         'wsize': 1048576, 'lookupcache': 'pos', 'noatime': True, 'nosuid': True, 'nodev': True}
+    a = {
+        '_netdev': True,
+        'hard': True,
+        'nconnect': 8,
+        'vers': '4.2',
+        'rsize': 1048576,
+        'wsize': 1048576,
+        'lookupcache': 'pos',
+        'noatime': True,
+        'nosuid': True,
+        'nodev': True,
+    }
     b = dict(reversed(list(a.items())))
     expected = 'vers=4.2,nconnect=8,rsize=1048576,wsize=1048576,hard,lookupcache=pos,noatime,nosuid,nodev,_netdev'
     assert f.canonical_opts(a) == expected
@@ -37,10 +47,17 @@ def test_list_merges_left_to_right_and_later_false_removes():
 
 
 def test_vast_options_order():
-    opts = {'spread_writes': True, 'remoteports': '172.16.0.1-172.16.0.8', 'vers': '3',
-            'localports': 'eth0~eth1', 'spread_reads': True, 'nconnect': 32}
-    assert f.canonical_opts(opts) == ('vers=3,nconnect=32,remoteports=172.16.0.1-172.16.0.8,'
-                                      'localports=eth0~eth1,spread_reads,spread_writes')
+    opts = {
+        'spread_writes': True,
+        'remoteports': '172.16.0.1-172.16.0.8',
+        'vers': '3',
+        'localports': 'eth0~eth1',
+        'spread_reads': True,
+        'nconnect': 32,
+    }
+    assert f.canonical_opts(opts) == (
+        'vers=3,nconnect=32,remoteports=172.16.0.1-172.16.0.8,localports=eth0~eth1,spread_reads,spread_writes'
+    )
 
 
 def test_empty_gives_defaults():

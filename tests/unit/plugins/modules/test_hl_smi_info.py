@@ -6,7 +6,6 @@ import os
 import stat
 
 import pytest
-
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.gaudi.vllm_lmcache.plugins.modules import hl_smi_info
@@ -43,13 +42,17 @@ def fake_hl_smi(tmp_path, csv=CSV, csv_rc=0, stderr=''):
     (data / 'csv').write_text(csv)
     (data / 'table').write_text(TABLE)
     (data / 'listing').write_text(LISTING)
-    return write_exe(tmp_path / 'hl-smi', (
-        'case "$1" in\n'
-        '  -Q) printf "%s" "{err}" >&2; cat {d}/csv; exit {rc} ;;\n'
-        '  -L) cat {d}/listing ;;\n'
-        '  "") cat {d}/table ;;\n'
-        '  *) exit 2 ;;\n'
-        'esac\n').format(d=data, rc=csv_rc, err=stderr))
+    return write_exe(
+        tmp_path / 'hl-smi',
+        (
+            'case "$1" in\n'
+            '  -Q) printf "%s" "{err}" >&2; cat {d}/csv; exit {rc} ;;\n'
+            '  -L) cat {d}/listing ;;\n'
+            '  "") cat {d}/table ;;\n'
+            '  *) exit 2 ;;\n'
+            'esac\n'
+        ).format(d=data, rc=csv_rc, err=stderr),
+    )
 
 
 def run_module(capsys, args):
@@ -143,9 +146,11 @@ def test_standin_hl_smi_agrees_with_the_parser(tmp_path, capsys, monkeypatch):
     """The stand-in hl-smi of the Molecule scenario prints what the parsers read."""
     with open(STANDIN_HL_SMI) as handle:
         text = '#!/usr/bin/python3\n' + handle.read()
-    text = (text.replace('@DRIVER_VERSION@', '1.22.2-1a2b3c4')
-                .replace('@HL_SMI_VERSION@', 'hl-1.22.2-fw-61.5.0.1')
-                .replace('@SPI_VERSION@', 'Preboot version hl-gaudi3-1.22.2-fw-61.5.0-sec-9 (x)'))
+    text = (
+        text.replace('@DRIVER_VERSION@', '1.22.2-1a2b3c4')
+        .replace('@HL_SMI_VERSION@', 'hl-1.22.2-fw-61.5.0.1')
+        .replace('@SPI_VERSION@', 'Preboot version hl-gaudi3-1.22.2-fw-61.5.0-sec-9 (x)')
+    )
     exe = tmp_path / 'hl-smi'
     exe.write_text(text)
     exe.chmod(0o755)

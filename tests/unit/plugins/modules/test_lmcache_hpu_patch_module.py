@@ -4,8 +4,8 @@ import json
 import os
 
 import pytest
-
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.gaudi.vllm_lmcache.plugins.modules import lmcache_hpu_patch as mod
 
 HERE = os.path.dirname(os.path.abspath(__file__))

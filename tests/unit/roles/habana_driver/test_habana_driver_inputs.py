@@ -60,38 +60,78 @@ def make_mokutil(base, text):
 CASES = {
     # name: (extra vars, fixture options, expected failing task or None, words in the message)
     'good': ({}, {}, None, []),
-    'bad_version_no_build': ({'habana_driver_version': '1.22.0'}, {},
-                             'Check the semantic constraints of the input', ['habana_driver_version', '1.22.0']),
-    'bad_version_prefix': ({'habana_driver_version': 'v1.22.0-740'}, {},
-                           'Check the semantic constraints of the input', ['habana_driver_version']),
-    'count_mismatch': ({'habana_driver_expected_device_count': 3}, {},
-                       'Compare the device count with habana_driver_expected_device_count',
-                       ['habana_driver_expected_device_count', '2 Gaudi device(s)']),
-    'unsupported_os': ({'habana_driver_supported_distributions': ['Ubuntu 24.04']}, {},
-                       'Check the operating system', ['habana_driver_supported_distributions']),
+    'bad_version_no_build': (
+        {'habana_driver_version': '1.22.0'},
+        {},
+        'Check the semantic constraints of the input',
+        ['habana_driver_version', '1.22.0'],
+    ),
+    'bad_version_prefix': (
+        {'habana_driver_version': 'v1.22.0-740'},
+        {},
+        'Check the semantic constraints of the input',
+        ['habana_driver_version'],
+    ),
+    'count_mismatch': (
+        {'habana_driver_expected_device_count': 3},
+        {},
+        'Compare the device count with habana_driver_expected_device_count',
+        ['habana_driver_expected_device_count', '2 Gaudi device(s)'],
+    ),
+    'unsupported_os': (
+        {'habana_driver_supported_distributions': ['Ubuntu 24.04']},
+        {},
+        'Check the operating system',
+        ['habana_driver_supported_distributions'],
+    ),
     'no_devices': ({}, {'gaudi': 0}, 'Stop when the host has no Gaudi device', ['habana_driver_require_devices']),
     'no_devices_allowed': ({'habana_driver_require_devices': False}, {'gaudi': 0}, None, []),
-    'secure_boot_efivar': ({}, {'secure_boot': True}, 'Refuse to install the unsigned driver while Secure Boot is enabled',
-                           ['Secure Boot is enabled', 'habana_driver_allow_secure_boot']),
-    'secure_boot_mokutil': ({}, {'secure_boot': None, 'mokutil': 'SecureBoot enabled'},
-                            'Refuse to install the unsigned driver while Secure Boot is enabled',
-                            ['habana_driver_allow_secure_boot']),
+    'secure_boot_efivar': (
+        {},
+        {'secure_boot': True},
+        'Refuse to install the unsigned driver while Secure Boot is enabled',
+        ['Secure Boot is enabled', 'habana_driver_allow_secure_boot'],
+    ),
+    'secure_boot_mokutil': (
+        {},
+        {'secure_boot': None, 'mokutil': 'SecureBoot enabled'},
+        'Refuse to install the unsigned driver while Secure Boot is enabled',
+        ['habana_driver_allow_secure_boot'],
+    ),
     'secure_boot_mokutil_off': ({}, {'secure_boot': None, 'mokutil': 'SecureBoot disabled'}, None, []),
     'secure_boot_allowed': ({'habana_driver_allow_secure_boot': True}, {'secure_boot': True}, None, []),
-    'wrong_type_bool': ({'habana_driver_load_modules': 'maybe'}, {},
-                        "Validating arguments against arg spec 'main'", ['habana_driver_load_modules']),
-    'wrong_type_int': ({'habana_driver_expected_device_count': 'many'}, {},
-                       "Validating arguments against arg spec 'main'", ['habana_driver_expected_device_count']),
-    'wrong_choice': ({'habana_driver_container_runtime': 'podman'}, {},
-                     "Validating arguments against arg spec 'main'", ['habana_driver_container_runtime']),
-    'relative_sysfs_root': ({'habana_driver_sysfs_root': 'relative/sys'}, {},
-                            'Check paths, counts and overrides', ['habana_driver_sysfs_root must be an absolute path']),
+    'wrong_type_bool': (
+        {'habana_driver_load_modules': 'maybe'},
+        {},
+        "Validating arguments against arg spec 'main'",
+        ['habana_driver_load_modules'],
+    ),
+    'wrong_type_int': (
+        {'habana_driver_expected_device_count': 'many'},
+        {},
+        "Validating arguments against arg spec 'main'",
+        ['habana_driver_expected_device_count'],
+    ),
+    'wrong_choice': (
+        {'habana_driver_container_runtime': 'podman'},
+        {},
+        "Validating arguments against arg spec 'main'",
+        ['habana_driver_container_runtime'],
+    ),
+    'relative_sysfs_root': (
+        {'habana_driver_sysfs_root': 'relative/sys'},
+        {},
+        'Check paths, counts and overrides',
+        ['habana_driver_sysfs_root must be an absolute path'],
+    ),
 }
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    if not shutil.which('ansible-playbook', path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')):
+    if not shutil.which(
+        'ansible-playbook', path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
+    ):
         pytest.skip('ansible-playbook is not available')
     base = tmp_path_factory.mktemp('habana_driver_inputs')
     hosts = {}
@@ -106,7 +146,8 @@ def run(tmp_path_factory):
             'habana_driver_mokutil_path': os.path.join(hbase, 'absent-mokutil'),
             # accept the controller's own distribution, so only the cases under test fail
             'habana_driver_supported_distributions': [
-                "{{ ansible_facts['distribution'] }} {{ ansible_facts['distribution_version'] }}"],
+                "{{ ansible_facts['distribution'] }} {{ ansible_facts['distribution_version'] }}"
+            ],
         }
         secure_boot = fixture.get('secure_boot', False)
         if secure_boot is not None:
@@ -124,22 +165,38 @@ def run(tmp_path_factory):
         '  gather_facts: true\n'
         '  gather_subset: ["!all", "!min", "distribution"]\n'
         '  roles:\n'
-        '    - role: gaudi.vllm_lmcache.habana_driver\n')
+        '    - role: gaudi.vllm_lmcache.habana_driver\n'
+    )
     env = dict(os.environ)
-    env.update({
-        'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS,
-        'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
-        'ANSIBLE_FORKS': '8',
-        'ANSIBLE_HOST_KEY_CHECKING': 'False',
-        'ANSIBLE_LOCAL_TEMP': str(base / 'tmp'),
-        'ANSIBLE_NOCOLOR': '1',
-    })
+    env.update(
+        {
+            'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS,
+            'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
+            'ANSIBLE_FORKS': '8',
+            'ANSIBLE_HOST_KEY_CHECKING': 'False',
+            'ANSIBLE_LOCAL_TEMP': str(base / 'tmp'),
+            'ANSIBLE_NOCOLOR': '1',
+        }
+    )
     env.pop('ANSIBLE_PYTHON_INTERPRETER', None)
     bindir = os.path.dirname(sys.executable)
     proc = subprocess.run(
-        [os.path.join(bindir, 'ansible-playbook'), '-i', str(inventory), str(playbook),
-         '--check', '--tags', 'habana_driver_detect'],
-        capture_output=True, text=True, env=env, cwd=str(base), check=False, timeout=600)
+        [
+            os.path.join(bindir, 'ansible-playbook'),
+            '-i',
+            str(inventory),
+            str(playbook),
+            '--check',
+            '--tags',
+            'habana_driver_detect',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(base),
+        check=False,
+        timeout=600,
+    )
     try:
         report = json.loads(proc.stdout)
     except ValueError:

@@ -12,14 +12,21 @@ DOC_SAMPLE = "0, HL-325L, 0000:3b:00.0, 1.24.1-b336d5e, 131072 MiB"
 
 def test_parse_csv_with_units():
     (dev,) = gv.parse_hl_smi_csv(DOC_SAMPLE)
-    assert dev == {"index": 0, "name": "HL-325L", "bus_id": "0000:3b:00.0",
-                   "driver_version": "1.24.1-b336d5e", "memory_total_mib": 131072}
+    assert dev == {
+        "index": 0,
+        "name": "HL-325L",
+        "bus_id": "0000:3b:00.0",
+        "driver_version": "1.24.1-b336d5e",
+        "memory_total_mib": 131072,
+    }
 
 
 def test_parse_csv_without_units_and_header_tolerated():
-    text = ("index, name, bus_id, driver_version, memory.total [MiB]\n"
-            "0, HL-225, 0000:4d:00.0, 1.18.0-ee698fb, 98304\n"
-            "1, HL-225, 0000:4e:00.0, 1.18.0-ee698fb, 96 GiB\n")
+    text = (
+        "index, name, bus_id, driver_version, memory.total [MiB]\n"
+        "0, HL-225, 0000:4d:00.0, 1.18.0-ee698fb, 98304\n"
+        "1, HL-225, 0000:4e:00.0, 1.18.0-ee698fb, 96 GiB\n"
+    )
     devs = gv.parse_hl_smi_csv(text)
     assert [d["memory_total_mib"] for d in devs] == [98304, 98304]
     assert [d["index"] for d in devs] == [0, 1]
@@ -33,15 +40,14 @@ def test_parse_csv_rejects_wrong_field_count():
 def test_firmware_from_list_and_header():
     text = "        Firmware [SPI] Version          : Preboot version hl-gaudi2-1.20.0-fw-58.0.0-sec-9\n" * 2
     assert gv.parse_hl_smi_firmware(text) == ["Preboot version hl-gaudi2-1.20.0-fw-58.0.0-sec-9"]
-    assert gv.parse_hl_smi_firmware("| HL-SMI Version:   hl-1.18.0-fw-53.1.1.1   |") == \
-        ["hl-1.18.0-fw-53.1.1.1"]
+    assert gv.parse_hl_smi_firmware("| HL-SMI Version:   hl-1.18.0-fw-53.1.1.1   |") == ["hl-1.18.0-fw-53.1.1.1"]
 
 
 def _devices(tmp_path, *extra, env=None):
     out = str(tmp_path / "r.json")
     rc, report, stdout, stderr = lib.run_script(
-        ["--tiers", "devices", "--required", "devices", "--output", out, "--format", "table",
-         *extra], env=env)
+        ["--tiers", "devices", "--required", "devices", "--output", out, "--format", "table", *extra], env=env
+    )
     assert "Traceback" not in stdout + stderr
     return rc, report["tiers"]["devices"], report
 
@@ -58,8 +64,9 @@ def test_hpu_through_fake_hl_smi_matches_expected(tmp_path):
 
 
 def test_hpu_count_below_expected_fails(tmp_path):
-    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, "--expected-devices", "8",
-                               env={"FAKE_HL_SMI_COUNT": "6"})
+    rc, tier, dummy = _devices(
+        tmp_path, "--hl-smi", lib.FAKE_HL_SMI, "--expected-devices", "8", env={"FAKE_HL_SMI_COUNT": "6"}
+    )
     assert rc == 1 and tier["status"] == "fail"
     assert "6 x HL-325L" in tier["reason"] and "expected 8" in tier["reason"]
 
@@ -71,14 +78,12 @@ def test_hl_smi_error_exit_is_a_failed_tier(tmp_path):
 
 
 def test_hl_smi_garbage_is_a_failed_tier(tmp_path):
-    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI,
-                               env={"FAKE_HL_SMI_GARBAGE": "1"})
+    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"FAKE_HL_SMI_GARBAGE": "1"})
     assert rc == 1 and "unexpected hl-smi CSV line" in tier["reason"]
 
 
 def test_hl_smi_absent_with_forced_hpu_fails_with_reason(tmp_path):
-    rc, tier, dummy = _devices(tmp_path, "--device", "hpu", "--hl-smi",
-                               str(tmp_path / "no-such-hl-smi"))
+    rc, tier, dummy = _devices(tmp_path, "--device", "hpu", "--hl-smi", str(tmp_path / "no-such-hl-smi"))
     assert rc == 1 and tier["status"] == "fail"
     assert "hl-smi not found" in tier["reason"]
 
@@ -104,6 +109,7 @@ def test_resolve_device_auto_prefers_hl_smi():
 def test_cuda_forced_without_cuda_fails_devices_and_skips_kv(monkeypatch):
     pytest.importorskip("torch")
     import torch
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     args = gv.parse_args(["--device", "cuda"])
     report = gv.build_report(args)
@@ -114,8 +120,7 @@ def test_cuda_forced_without_cuda_fails_devices_and_skips_kv(monkeypatch):
 
 def test_kv_offload_forced_cpu_measures_host_copies():
     pytest.importorskip("torch")
-    args = gv.parse_args(["--device", "cpu", "--chunk-bytes", str(4 * 1024 * 1024),
-                          "--kv-iterations", "3"])
+    args = gv.parse_args(["--device", "cpu", "--chunk-bytes", str(4 * 1024 * 1024), "--kv-iterations", "3"])
     status, reason, figs = gv.tier_kv_offload(args, {"device": "cpu", "device_how": "forced"})
     assert status == "pass" and "host copies" in reason
     assert figs["h2d_gbps"] > 0 and figs["d2h_gbps"] > 0
@@ -124,16 +129,16 @@ def test_kv_offload_forced_cpu_measures_host_copies():
 
 def test_kv_offload_threshold_fails():
     pytest.importorskip("torch")
-    args = gv.parse_args(["--device", "cpu", "--chunk-bytes", "1048576", "--kv-iterations", "2",
-                          "--kv-min-gbps", "1e9"])
+    args = gv.parse_args(
+        ["--device", "cpu", "--chunk-bytes", "1048576", "--kv-iterations", "2", "--kv-min-gbps", "1e9"]
+    )
     status, reason, dummy = gv.tier_kv_offload(args, {"device": "cpu", "device_how": "forced"})
     assert status == "fail" and "below" in reason
 
 
 def test_kv_offload_without_torch_skips(monkeypatch):
     real = gv.importlib.util.find_spec
-    monkeypatch.setattr(gv.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setattr(gv.importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     args = gv.parse_args(["--device", "cuda"])
     status, reason, dummy = gv.tier_kv_offload(args, {"device": "cuda", "device_how": "forced"})
     assert status == "skip" and "torch is not importable" in reason

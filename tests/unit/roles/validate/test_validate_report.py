@@ -27,11 +27,33 @@ def full_run(tmp_path, url, *extra):
     kv = tmp_path / "kv"
     kv.mkdir(exist_ok=True)
     out = str(tmp_path / "report.json")
-    rc, report, stdout, stderr = lib.run_script([
-        "--output", out, "--node", "node-a", "--hl-smi", lib.FAKE_HL_SMI,
-        "--expected-devices", "8", "--storage-path", str(kv), "--storage-files", "2",
-        "--chunk-bytes", "1048576", "--endpoint", url, "--prompt-tokens", "256",
-        "--tiers", "devices,stack,storage,serving", "--visibility-write", "m1"] + list(extra))
+    rc, report, stdout, stderr = lib.run_script(
+        [
+            "--output",
+            out,
+            "--node",
+            "node-a",
+            "--hl-smi",
+            lib.FAKE_HL_SMI,
+            "--expected-devices",
+            "8",
+            "--storage-path",
+            str(kv),
+            "--storage-files",
+            "2",
+            "--chunk-bytes",
+            "1048576",
+            "--endpoint",
+            url,
+            "--prompt-tokens",
+            "256",
+            "--tiers",
+            "devices,stack,storage,serving",
+            "--visibility-write",
+            "m1",
+        ]
+        + list(extra)
+    )
     assert "Traceback" not in stdout + stderr
     return rc, report, stdout
 
@@ -42,8 +64,7 @@ def test_report_matches_schema_and_table(tmp_path, endpoint):
     assert rc == 0 and report["overall"] == "pass"
     assert report["node"] == "node-a" and report["device"] == "hpu"
     statuses = dict((n, t["status"]) for n, t in report["tiers"].items())
-    assert statuses == {"devices": "pass", "stack": "skip", "storage": "pass",
-                        "kv_offload": "skip", "serving": "pass"}
+    assert statuses == {"devices": "pass", "stack": "skip", "storage": "pass", "kv_offload": "skip", "serving": "pass"}
     assert report["tiers"]["kv_offload"]["reason"] == "not selected with --tiers"
     lines = stdout.splitlines()
     assert lines[0].split()[:4] == ["TIER", "STATUS", "REQ", "SECONDS"]
@@ -51,28 +72,51 @@ def test_report_matches_schema_and_table(tmp_path, endpoint):
     assert lines[-1] == "node node-a (hpu): PASS"
 
 
+def test_run_id_recorded(tmp_path, endpoint):
+    rc, report, dummy = full_run(tmp_path, endpoint, "--run-id", "20260101T000000Z-42")
+    jsonschema.Draft7Validator(lib.schema()).validate(report)
+    assert report["run_id"] == "20260101T000000Z-42" and report["schema_version"] == "1.1"
+    dummy, report, dummy = full_run(tmp_path, endpoint)
+    assert report["run_id"] is None
+
+
 def test_failing_required_tier_exits_1(tmp_path, endpoint):
-    rc, report, dummy = full_run(tmp_path, endpoint, "--required", "devices",
-                                 "--expected-devices", "16")
+    rc, report, dummy = full_run(tmp_path, endpoint, "--required", "devices", "--expected-devices", "16")
     jsonschema.Draft7Validator(lib.schema()).validate(report)
     assert rc == 1 and report["overall"] == "fail"
     assert report["failed_required_tiers"] == ["devices"]
 
 
 def test_failing_optional_tier_exits_0(tmp_path, endpoint):
-    rc, report, dummy = full_run(tmp_path, endpoint, "--required", "storage",
-                                 "--expected-devices", "16")
+    rc, report, dummy = full_run(tmp_path, endpoint, "--required", "storage", "--expected-devices", "16")
     assert rc == 0 and report["tiers"]["devices"]["status"] == "fail"
     assert report["tiers"]["devices"]["required"] is False
 
 
 def test_failure_paths_make_a_valid_report(tmp_path):
     out = str(tmp_path / "r.json")
-    rc, report, stdout, stderr = lib.run_script([
-        "--output", out, "--format", "json", "--device", "hpu",
-        "--hl-smi", str(tmp_path / "absent-hl-smi"), "--storage-path", str(tmp_path / "gone"),
-        "--endpoint", "http://127.0.0.1:9", "--request-timeout", "2",
-        "--venv", str(tmp_path), "--tiers", "devices,stack,storage,serving"])
+    rc, report, stdout, stderr = lib.run_script(
+        [
+            "--output",
+            out,
+            "--format",
+            "json",
+            "--device",
+            "hpu",
+            "--hl-smi",
+            str(tmp_path / "absent-hl-smi"),
+            "--storage-path",
+            str(tmp_path / "gone"),
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--request-timeout",
+            "2",
+            "--venv",
+            str(tmp_path),
+            "--tiers",
+            "devices,stack,storage,serving",
+        ]
+    )
     assert rc == 1 and "Traceback" not in stdout + stderr
     assert json.loads(stdout) == report
     jsonschema.Draft7Validator(lib.schema()).validate(report)
@@ -96,11 +140,21 @@ def test_schema_rejects_bad_reports(tmp_path, endpoint):
 
 
 def test_help_and_bad_arguments():
-    proc = subprocess.run([sys.executable, lib.SCRIPT, "--help"], stdout=subprocess.PIPE,
-                          universal_newlines=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, lib.SCRIPT, "--help"], stdout=subprocess.PIPE, universal_newlines=True, check=False
+    )
     assert proc.returncode == 0
-    for flag in ("--device", "--venv", "--storage-path", "--visibility-expect", "--endpoint",
-                 "--prompt-tokens", "--speedup-threshold", "--restart-command", "--tp"):
+    for flag in (
+        "--device",
+        "--venv",
+        "--storage-path",
+        "--visibility-expect",
+        "--endpoint",
+        "--prompt-tokens",
+        "--speedup-threshold",
+        "--restart-command",
+        "--tp",
+    ):
         assert flag in proc.stdout
     rc, dummy, dummy, stderr = lib.run_script(["--tiers", "gpu"])
     assert rc == 2 and "unknown tier" in stderr

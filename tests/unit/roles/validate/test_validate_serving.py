@@ -22,6 +22,7 @@ def server():
         srv, url = double.start(**kwargs)
         started.append(srv)
         return srv, url
+
     yield _start
     for srv in started:
         srv.shutdown()
@@ -29,8 +30,9 @@ def server():
 
 
 def serving(url, *extra):
-    args = gv.parse_args(["--endpoint", url, "--prompt-tokens", "512", "--warm-repeats", "2",
-                          "--request-timeout", "5"] + list(extra))
+    args = gv.parse_args(
+        ["--endpoint", url, "--prompt-tokens", "512", "--warm-repeats", "2", "--request-timeout", "5"] + list(extra)
+    )
     return gv.tier_serving(args, {"device": "cpu", "device_how": "test"})
 
 
@@ -127,9 +129,11 @@ def test_restarted_double_keeps_persisted_prefixes(tmp_path):
 
 
 def test_metric_parser_sums_label_sets_and_falls_back():
-    text = ('lmcache:num_hit_tokens_total{worker_id="0"} 100.0\n'
-            'lmcache:num_hit_tokens_total{worker_id="1"} 28\n'
-            'lmcache:num_hit_tokens_created{worker_id="0"} 1.7e9\n')
+    text = (
+        'lmcache:num_hit_tokens_total{worker_id="0"} 100.0\n'
+        'lmcache:num_hit_tokens_total{worker_id="1"} 28\n'
+        'lmcache:num_hit_tokens_created{worker_id="0"} 1.7e9\n'
+    )
     assert gv.parse_metric_sum(text) == ("lmcache:num_hit_tokens_total", 128.0)
     assert gv.parse_metric_sum("lmcache:num_hit_tokens 5\n") == ("lmcache:num_hit_tokens", 5.0)
     assert gv.parse_metric_sum("vllm:foo 1\n") == (None, None)

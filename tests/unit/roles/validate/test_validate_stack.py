@@ -23,8 +23,7 @@ def make_dist(site, name, version, dist_dir_name=None, egg=False):
         os.makedirs(path)
         meta = os.path.join(path, "METADATA")
     with open(meta, "w") as handle:
-        handle.write("Metadata-Version: 2.1\nName: %s\nVersion: %s\nSummary: stand-in\n\nbody\n"
-                     % (name, version))
+        handle.write("Metadata-Version: 2.1\nName: %s\nVersion: %s\nSummary: stand-in\n\nbody\n" % (name, version))
 
 
 def make_venv(tmp_path, with_lmcache=True):
@@ -38,8 +37,7 @@ def make_venv(tmp_path, with_lmcache=True):
     # An importable 'vllm' package that leaves a trace when imported: the tier must not import it.
     pkg = site / "vllm"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(
-        "open(%r, 'w').write('imported')\n" % str(tmp_path / "vllm-was-imported"))
+    (pkg / "__init__.py").write_text("open(%r, 'w').write('imported')\n" % str(tmp_path / "vllm-was-imported"))
     return tmp_path / "venv", site
 
 
@@ -57,14 +55,29 @@ def test_versions_read_from_metadata_without_import(tmp_path):
     venv, site = make_venv(tmp_path)
     out = str(tmp_path / "r.json")
     rc, report, dummy, stderr = lib.run_script(
-        ["--tiers", "stack", "--required", "stack", "--venv", str(venv), "--output", out,
-         "--patch-module", str(tmp_path / "absent.py")],
-        env={"PYTHONPATH": str(site)})
+        [
+            "--tiers",
+            "stack",
+            "--required",
+            "stack",
+            "--venv",
+            str(venv),
+            "--output",
+            out,
+            "--patch-module",
+            str(tmp_path / "absent.py"),
+        ],
+        env={"PYTHONPATH": str(site)},
+    )
     tier = report["tiers"]["stack"]
     assert rc == 0 and tier["status"] == "pass", tier
     assert tier["figures"]["packages"] == {
-        "torch": "2.6.0+hpu.1.21.0", "vllm": "0.9.0", "vllm-gaudi": "0.9.0.1",
-        "lmcache": "0.3.3", "habana-torch-plugin": None}
+        "torch": "2.6.0+hpu.1.21.0",
+        "vllm": "0.9.0",
+        "vllm-gaudi": "0.9.0.1",
+        "lmcache": "0.3.3",
+        "habana-torch-plugin": None,
+    }
     assert not (tmp_path / "vllm-was-imported").exists()
     assert "Traceback" not in stderr
 
@@ -88,8 +101,7 @@ def test_no_venv_skips():
 
 def test_patch_module_absent_is_reported_as_skipped(tmp_path):
     venv, dummy = make_venv(tmp_path)
-    status, dummy, figs = stack(["--venv", str(venv), "--patch-module", str(tmp_path / "nope.py")],
-                                device="hpu")
+    status, dummy, figs = stack(["--venv", str(venv), "--patch-module", str(tmp_path / "nope.py")], device="hpu")
     assert status == "pass"
     assert figs["patch"]["status"] == "skip"
     assert "lmcache_hpu_patch.py is not installed" in figs["patch"]["reason"]
@@ -97,8 +109,9 @@ def test_patch_module_absent_is_reported_as_skipped(tmp_path):
 
 def test_patch_module_absent_with_require_fails(tmp_path):
     venv, dummy = make_venv(tmp_path)
-    status, reason, dummy = stack(["--venv", str(venv), "--patch-check", "require",
-                                   "--patch-module", str(tmp_path / "nope.py")])
+    status, reason, dummy = stack(
+        ["--venv", str(venv), "--patch-check", "require", "--patch-module", str(tmp_path / "nope.py")]
+    )
     assert status == "fail" and "patch state unknown" in reason
 
 
@@ -124,8 +137,7 @@ def test_patchable_fails_on_hpu_but_is_only_reported_elsewhere(tmp_path):
 
 def test_patched_passes_and_is_summarised(tmp_path):
     venv, dummy = make_venv(tmp_path)
-    module = write_classifier(tmp_path, PATCHABLE.replace('"patchable"', '"patched"').replace(
-        "True", "False"))
+    module = write_classifier(tmp_path, PATCHABLE.replace('"patchable"', '"patched"').replace("True", "False"))
     status, reason, figs = stack(["--venv", str(venv), "--patch-module", module], device="hpu")
     assert status == "pass" and "patch patched" in reason
     assert figs["patch"]["classification"] == "patched"
@@ -137,6 +149,7 @@ def test_classifier_that_raises_is_a_reason_not_a_traceback(tmp_path):
     status, reason, figs = stack(["--venv", str(venv), "--patch-module", module], device="hpu")
     assert status == "fail" and "RuntimeError: boom" in reason
     broken = write_classifier(tmp_path, "import no_such_module_xyz\n")
-    status, dummy, figs = stack(["--venv", str(venv), "--patch-module", broken,
-                                 "--patch-check", "report"], device="hpu")
+    status, dummy, figs = stack(
+        ["--venv", str(venv), "--patch-module", broken, "--patch-check", "report"], device="hpu"
+    )
     assert status == "pass" and "ModuleNotFoundError" in figs["patch"]["reason"]

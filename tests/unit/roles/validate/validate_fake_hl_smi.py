@@ -32,12 +32,14 @@ def main(argv):
             print("Usage: hl-smi [options]")
             return 0
         if "noheader" not in fmt:
-            print(", ".join(f + ("" if nounits or not f.startswith("memory") else " [MiB]")
-                            for f in fields))
+            print(", ".join(f + ("" if nounits or not f.startswith("memory") else " [MiB]") for f in fields))
         for i in range(count):
             values = {
-                "index": str(i), "name": name, "bus_id": "0000:%02x:00.0" % (0x3b + i),
-                "driver_version": driver, "module_id": str((i + 3) % count),
+                "index": str(i),
+                "name": name,
+                "bus_id": "0000:%02x:00.0" % (0x3B + i),
+                "driver_version": driver,
+                "module_id": str((i + 3) % count),
                 "memory.total": "131072" if nounits else "131072 MiB",
                 "memory.used": "672" if nounits else "672 MiB",
             }
@@ -45,10 +47,12 @@ def main(argv):
         return 0
     if "-L" in argv:
         for i in range(count):
-            print("[%d] AIP (accel%d) 0000:%02x:00.0" % (i, i, 0x3b + i))
+            print("[%d] AIP (accel%d) 0000:%02x:00.0" % (i, i, 0x3B + i))
             print("        Product Name                    : %s" % name)
-            print("        Firmware [SPI] Version          : Preboot version "
-                  "hl-gaudi3-1.22.1-fw-59.2.3-sec-2 (Jun 11 2025 - 10:00:00)")
+            print(
+                "        Firmware [SPI] Version          : Preboot version "
+                "hl-gaudi3-1.22.1-fw-59.2.3-sec-2 (Jun 11 2025 - 10:00:00)"
+            )
         return 0
     print("HL-SMI Version:                              hl-1.22.1-fw-59.2.3.0")
     return 0

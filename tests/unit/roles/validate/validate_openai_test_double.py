@@ -28,8 +28,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class TestDoubleState(object):
     """Mutable behaviour knobs and counters shared by the request handlers."""
 
-    def __init__(self, model="test-double/llama-3.1-8b", cold_delay=0.5, warm_delay=0.02,
-                 persist_dir=None, metrics=True, health_status=200, hang_s=0.0, tokens=2):
+    def __init__(
+        self,
+        model="test-double/llama-3.1-8b",
+        cold_delay=0.5,
+        warm_delay=0.02,
+        persist_dir=None,
+        metrics=True,
+        health_status=200,
+        hang_s=0.0,
+        tokens=2,
+    ):
         self.model = model
         self.cold_delay = cold_delay
         self.warm_delay = warm_delay
@@ -85,8 +94,12 @@ class TestDoubleHandler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._send(self.state.health_status, "")
         elif self.path == "/v1/models":
-            self._send(200, json.dumps({"object": "list", "data": [
-                {"id": self.state.model, "object": "model", "owned_by": "test-double"}]}))
+            self._send(
+                200,
+                json.dumps(
+                    {"object": "list", "data": [{"id": self.state.model, "object": "model", "owned_by": "test-double"}]}
+                ),
+            )
         elif self.path == "/metrics" and self.state.metrics:
             text = (
                 "# HELP lmcache:num_hit_tokens_total Number of hit tokens\n"
@@ -121,14 +134,21 @@ class TestDoubleHandler(BaseHTTPRequestHandler):
         self.end_headers()
         time.sleep(self.state.warm_delay if hit else self.state.cold_delay)
         for i in range(int(payload.get("max_tokens") or self.state.tokens)):
-            event = {"id": "cmpl-test-double", "object": "text_completion",
-                     "model": self.state.model,
-                     "choices": [{"index": 0, "text": " tok%d" % i, "finish_reason": None}]}
+            event = {
+                "id": "cmpl-test-double",
+                "object": "text_completion",
+                "model": self.state.model,
+                "choices": [{"index": 0, "text": " tok%d" % i, "finish_reason": None}],
+            }
             self.wfile.write(("data: %s\n\n" % json.dumps(event)).encode("utf-8"))
             self.wfile.flush()
         if (payload.get("stream_options") or {}).get("include_usage"):
-            event = {"id": "cmpl-test-double", "object": "text_completion", "choices": [],
-                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 2}}
+            event = {
+                "id": "cmpl-test-double",
+                "object": "text_completion",
+                "choices": [],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 2},
+            }
             self.wfile.write(("data: %s\n\n" % json.dumps(event)).encode("utf-8"))
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
@@ -156,8 +176,9 @@ def main():
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), TestDoubleHandler)
     server.daemon_threads = True
-    server.state = TestDoubleState(model=args.model, cold_delay=args.cold_delay,
-                                   warm_delay=args.warm_delay, persist_dir=args.persist_dir)
+    server.state = TestDoubleState(
+        model=args.model, cold_delay=args.cold_delay, warm_delay=args.warm_delay, persist_dir=args.persist_dir
+    )
     server.serve_forever()
 
 

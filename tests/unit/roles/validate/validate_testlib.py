@@ -56,9 +56,15 @@ def run_script(args, env=None, timeout=120):
     """Run the script as operators do; return (rc, report or None, stdout, stderr)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, SCRIPT] + list(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, env=full_env,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT] + list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
     report = None
     if "--output" in args:
         path = args[args.index("--output") + 1]

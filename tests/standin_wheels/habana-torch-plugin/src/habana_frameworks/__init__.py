@@ -1,2 +1,3 @@
 """STAND-IN namespace for habana_frameworks (test double)."""
+
 STANDIN = True

@@ -1,4 +1,5 @@
 """STAND-IN for vllm-gaudi (test double): registers a platform name, nothing else."""
+
 __version__ = "0.17.1"
 STANDIN = True
 

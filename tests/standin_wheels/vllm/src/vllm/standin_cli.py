@@ -18,6 +18,7 @@ It fails the way a misconfigured server would: exit 2 for an unparsable
 --kv-transfer-config, 3 for an unreadable LMCACHE_CONFIG_FILE and 4 for an unwritable
 PROMETHEUS_MULTIPROC_DIR, so systemd, the readiness wait and the tests see real failures.
 """
+
 import argparse
 import hashlib
 import json
@@ -28,8 +29,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from vllm import __version__
 
-ENV_KEYS = ("PT_HPU_LAZY_MODE", "PT_HPU_ENABLE_LAZY_COLLECTIVES", "PYTHONHASHSEED",
-            "PROMETHEUS_MULTIPROC_DIR", "LMCACHE_CONFIG_FILE", "HF_HOME")
+ENV_KEYS = (
+    "PT_HPU_LAZY_MODE",
+    "PT_HPU_ENABLE_LAZY_COLLECTIVES",
+    "PYTHONHASHSEED",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "LMCACHE_CONFIG_FILE",
+    "HF_HOME",
+)
 
 
 def parse_lmcache_yaml(text):
@@ -87,7 +94,7 @@ def build_state(args, extra):
             sys.exit(3)
         remote = (state["lmcache_config"] or {}).get("remote_url", "")
         if remote.startswith("fs://"):
-            path = "/" + remote[len("fs://"):].split("/", 1)[1] if "/" in remote[len("fs://"):] else ""
+            path = "/" + remote[len("fs://") :].split("/", 1)[1] if "/" in remote[len("fs://") :] else ""
             state["shared_tier_path"] = path
             state["shared_tier_writable"] = bool(path) and probe_writable(path)
     prom = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -131,7 +138,7 @@ class SimulatedPrefixCache(object):
         """Return how many leading tokens were cached; store every full chunk."""
         hits, prefix_hit, prev = 0, True, self.model
         for start in range(0, len(tokens) - len(tokens) % self.chunk, self.chunk):
-            prev = hashlib.sha256((prev + "\x00" + " ".join(tokens[start:start + self.chunk])).encode()).hexdigest()
+            prev = hashlib.sha256((prev + "\x00" + " ".join(tokens[start : start + self.chunk])).encode()).hexdigest()
             if prefix_hit and self._known(prev):
                 hits += self.chunk
             else:
@@ -166,15 +173,28 @@ def make_handler(state):
             if self.path == "/health":
                 self._send(200, b"", "text/plain")
             elif self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [{
-                    "id": state["model"], "object": "model", "owned_by": "vllm-standin",
-                    "max_model_len": state["max_model_len"]}]})
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": state["model"],
+                                "object": "model",
+                                "owned_by": "vllm-standin",
+                                "max_model_len": state["max_model_len"],
+                            }
+                        ],
+                    },
+                )
             elif self.path == "/standin/info":
                 self._send(200, state)
             elif self.path == "/metrics":
-                text = ("# stand-in vllm (simulated prefix cache)\nvllm_standin_up 1\n"
-                        "lmcache:num_hit_tokens_total %d\nlmcache:num_requested_tokens_total %d\n"
-                        % (cache.hit_tokens, cache.requested_tokens))
+                text = (
+                    "# stand-in vllm (simulated prefix cache)\nvllm_standin_up 1\n"
+                    "lmcache:num_hit_tokens_total %d\nlmcache:num_requested_tokens_total %d\n"
+                    % (cache.hit_tokens, cache.requested_tokens)
+                )
                 self._send(200, text.encode(), "text/plain")
             else:
                 self._send(404, {"error": "not found"})
@@ -195,9 +215,11 @@ def make_handler(state):
             words = words[: max(1, min(len(words), int(req.get("max_tokens", 6))))]
             base = {"id": "cmpl-standin", "object": "text_completion", "model": state["model"]}
             if not req.get("stream"):
-                body = dict(base, choices=[{"index": 0, "text": " ".join(words), "finish_reason": "length"}],
-                            usage={"prompt_tokens": len(str(req.get("prompt", "")).split()),
-                                   "completion_tokens": len(words)})
+                body = dict(
+                    base,
+                    choices=[{"index": 0, "text": " ".join(words), "finish_reason": "length"}],
+                    usage={"prompt_tokens": len(str(req.get("prompt", "")).split()), "completion_tokens": len(words)},
+                )
                 self._send(200, body)
                 return
             self.send_response(200)
@@ -205,8 +227,7 @@ def make_handler(state):
             self.send_header("Connection", "close")
             self.end_headers()
             for i, word in enumerate(words):
-                chunk = dict(base, choices=[{"index": 0, "text": (" " if i else "") + word,
-                                             "finish_reason": None}])
+                chunk = dict(base, choices=[{"index": 0, "text": (" " if i else "") + word, "finish_reason": None}])
                 self.wfile.write(("data: %s\n\n" % json.dumps(chunk)).encode())
                 self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
