@@ -1185,8 +1185,11 @@ def parse_args(argv=None):
     add("--output", "-o", help="write the JSON report to this file")
     add("--format", choices=("table", "json", "none"), default="table", help="what to print on stdout")
     add("--node", help="node name recorded in the report (default: the hostname)")
-    add("--run-id", help="identifier of the run that asked for this report, recorded as run_id "
-        "(the role passes one per playbook run so that the fleet summary can tell stale reports)")
+    add(
+        "--run-id",
+        help="identifier of the run that asked for this report, recorded as run_id "
+        "(the role passes one per playbook run so that the fleet summary can tell stale reports)",
+    )
     add("--command-timeout", type=float, default=30.0, help="timeout of hl-smi and similar")
 
     grp = parser.add_argument_group("devices / kv_offload")
