@@ -34,6 +34,15 @@ CASES = {
     "relative_shared_path": ({"lmcache_shared_path": "kv_storage/lmcache"}, "lmcache_shared_path"),
     "unknown_lmcache_key": ({"lmcache_extra_keys": {"max_local_gpu_size": 1}}, "max_local_gpu_size"),
     "bad_kv_role": ({"vllm_instances": instances_with(kv_role="kv_sideways")}, "kv_role"),
+    # Cache keys: vllm_env / env may repeat the role's value but not change it.
+    "hashseed_override": (
+        {"vllm_env": {"PYTHONHASHSEED": "7"}},
+        "vllm_env sets PYTHONHASHSEED=7 but the role sets PYTHONHASHSEED=0",
+    ),
+    "chunk_size_override": (
+        {"vllm_instances": instances_with(env={"LMCACHE_CHUNK_SIZE": "512"})},
+        "vllm_instances[alpha].env sets LMCACHE_CHUNK_SIZE=512 but the role sets LMCACHE_CHUNK_SIZE=256",
+    ),
 }
 
 
