@@ -5,6 +5,8 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_DIR="${GVL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gaudi-vllm-lmcache}"
 VENV="${GVL_VENV:-$ROOT/.venv}"
+# The second virtualenv, with the oldest supported ansible-core (make venv-oldest).
+VENV_OLDEST="${GVL_VENV_OLDEST:-$ROOT/.venv-oldest}"
 IMAGE_REPO="${GVL_IMAGE_REPO:-gaudi-vllm-lmcache/debian12-systemd}"
 mkdir -p "$CACHE_DIR"
 export GVL_CACHE_DIR="$CACHE_DIR"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run Molecule scenarios: all of them (default) or those named as arguments.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 activate_venv
 cd "$ROOT"
@@ -21,6 +22,10 @@ for s in "${scenarios[@]}"; do
   else
     took[$s]="FAILED $((SECONDS - start))s"
     failed+=("$s")
+  fi
+  # make test prints these with the other stages' times (scripts/test.sh).
+  if [[ -n "${GVL_STAGE_TIMES:-}" ]]; then
+    printf '  %-32s %s\n' "molecule $s" "${took[$s]}" >>"$GVL_STAGE_TIMES"
   fi
 done
 

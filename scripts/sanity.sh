@@ -10,7 +10,8 @@ activate_venv
 # download from a CI file host. An offline stand-in: ensurepip, then pip install the arguments.
 bootstrap_dir="$HOME/.ansible/test/cache"
 mkdir -p "$bootstrap_dir"
-for ver in 24_2 25_0 25_1 25_2 25_3; do
+# Versions: the pip that ansible-core 2.16 (23.1.2) to 2.19 (24.2 to 25.x) bootstrap.
+for ver in 23_1_2 24_0 24_2 25_0 25_1 25_2 25_3; do
   cat > "$bootstrap_dir/get_pip_$ver.py" <<'PY'
 """Offline replacement for get-pip.py used by ansible-test's virtualenv bootstrap."""
 import subprocess

@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Create or update the control-node virtualenv from requirements-dev.txt.
+# Create or update a control-node virtualenv.
+#   venv.sh          .venv from requirements-dev.txt (the newest tested ansible-core)
+#   venv.sh oldest   .venv-oldest (GVL_VENV_OLDEST) from requirements-oldest.txt plus
+#                    ansible-core==$ANSIBLE_CORE_OLDEST (set by the Makefile): make sanity
+#                    and make unit run on both.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 req="$ROOT/requirements-dev.txt"
+core_req=()
+if [[ "${1:-}" == oldest ]]; then
+  VENV="$VENV_OLDEST"
+  req="$ROOT/requirements-oldest.txt"
+  core_req=("ansible-core==${ANSIBLE_CORE_OLDEST:?set by the Makefile (make venv-oldest)}")
+fi
 stamp="$VENV/.requirements.sha256"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
+want="$({ cat "$req"; printf '%s\n' "${core_req[@]}"; } | sha256sum | cut -d' ' -f1)"
 
 if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "virtualenv $VENV is up to date"
@@ -28,6 +39,6 @@ torch_req="$(grep -E '^torch==' "$req" || true)"
 if [[ -n "$torch_req" ]]; then
   "$VENV/bin/python" -m pip install -q --retries 1 --no-deps "${index_args[@]}" "$torch_req"
 fi
-"$VENV/bin/python" -m pip install -q -r "$req"
+"$VENV/bin/python" -m pip install -q -r "$req" "${core_req[@]}"
 echo "$want" > "$stamp"
 "$VENV/bin/python" -c "import ansible.release as r; print(\"ansible-core\", r.__version__)"

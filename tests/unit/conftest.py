@@ -26,6 +26,41 @@ if HELPERS not in sys.path:
     sys.path.insert(1, HELPERS)
 
 
+def _patch_module_args_polyfill():
+    """ansible.module_utils.testing.patch_module_args on ansible-core < 2.19 (make unit-oldest).
+
+    2.19 added the context manager; older releases read the module arguments from
+    ``ansible.module_utils.basic._ANSIBLE_ARGS``, which this stand-in sets the same way.
+    """
+    import contextlib
+    import json
+    import types
+
+    from ansible.module_utils import basic
+
+    @contextlib.contextmanager
+    def patch_module_args(args=None):
+        args = dict(args or {})
+        args.setdefault("_ansible_remote_tmp", "/tmp")
+        args.setdefault("_ansible_keep_remote_files", False)
+        saved = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode("utf-8")
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = saved
+
+    module = types.ModuleType("ansible.module_utils.testing")
+    module.patch_module_args = patch_module_args
+    sys.modules["ansible.module_utils.testing"] = module
+
+
+try:
+    import ansible.module_utils.testing  # noqa: F401
+except ImportError:
+    _patch_module_args_polyfill()
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests in a module that uses the real LMCache releases carry the ``network`` marker.
 
