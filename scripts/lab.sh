@@ -3,9 +3,14 @@
 # lab-gaudi-2 (gaudi_nodes, STAND-IN hardware) and lab-prefill-1 (prefill_nodes) - with one
 # host directory bind-mounted into all three in place of the VAST mount, prepares the
 # stand-ins (molecule/cluster/prepare.yml), runs `ansible-playbook -i inventories/lab site.yml`
-# and prints the validation summary. A repeated `up` on a converged lab must report 0 changed.
-# `lab.sh down` removes the containers and the lab state. See docs/lab.md.
+# and prints the validation summary. The containers are started by molecule/shared/create.yml
+# with the settings of molecule/shared/vars/platform.yml, as in the Molecule scenarios. On new
+# containers site.yml runs twice: the first converge, then a re-converge that must report
+# 0 changed; both wall times and their ratio are printed. On a converged lab it runs once
+# and that run must report 0 changed. `lab.sh down` removes the containers and the lab
+# state. See docs/lab.md.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 LAB_DIR="$CACHE_DIR/lab"
@@ -36,28 +41,36 @@ is_lab_container() {
   [[ "$(docker inspect -f '{{index .Config.Labels "gaudi-vllm-lmcache.lab"}}' "$1" 2>/dev/null)" == 1 ]]
 }
 
-# The container settings of molecule/default/molecule.yml, plus the shared directory.
-start_node() {
-  local name="$1"
-  docker run -d --name "$name" --hostname "$name" --label "$LABEL" \
-    --cgroupns=host --cap-add SYS_ADMIN \
-    -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    -v "$SHARED_DIR:$SHARED_MOUNT:rw" \
-    --tmpfs /run --tmpfs /run/lock \
-    --network host \
-    "$IMAGE" /lib/systemd/systemd >/dev/null
+# Start (or reuse) the nodes with the shared platform definition of the Molecule scenarios,
+# plus the shared directory and the lab label; waits for systemd in each.
+start_nodes() {
+  local platforms="$STATE_DIR/platforms.json" name sep=""
+  {
+    printf '{"gvl_platform_labels": {}, "gvl_platforms": ['
+    for name in "${NODES[@]}"; do
+      printf '%s{"name": "%s", "image": "%s", "volumes": ["%s:%s:rw"], "labels": {"%s": "%s"}}' \
+        "$sep" "$name" "$IMAGE" "$SHARED_DIR" "$SHARED_MOUNT" "${LABEL%%=*}" "${LABEL#*=}"
+      sep=", "
+    done
+    printf ']}\n'
+  } >"$platforms"
+  ansible-playbook -i localhost, molecule/shared/create.yml -e "@$platforms" >"$STATE_DIR/create.log" 2>&1 \
+    || { tail -n 40 "$STATE_DIR/create.log" >&2; die "starting the lab containers failed; the log is $STATE_DIR/create.log"; }
 }
 
-wait_for_systemd() {
-  local name="$1" state="" try
-  for ((try = 0; try < 60; try++)); do
-    state="$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)"
-    case "$state" in
-      running | degraded) return 0 ;;
-    esac
-    sleep 1
-  done
-  die "systemd in $name did not come up (state: ${state:-unknown})"
+# Run site.yml once; sets SITE_SECONDS and SITE_CHANGED (sum of changed= over the lab nodes).
+run_site() {
+  local log="$1" rc=0 started=$SECONDS recap
+  ansible-playbook -i inventories/lab site.yml 2>&1 | tee "$log" || rc=$?
+  SITE_SECONDS=$((SECONDS - started))
+  if ((rc)); then
+    rm -f "$STATE_DIR/converged"
+    die "site.yml failed (exit $rc); the log is $log"
+  fi
+  recap="$(sed -n '/^PLAY RECAP/,/^$/p' "$log" | grep -E '^lab-' || true)"
+  [[ -n "$recap" ]] || die "no PLAY RECAP for the lab nodes in $log"
+  SITE_RECAP="$recap"
+  SITE_CHANGED="$(sed -nE 's/.* changed=([0-9]+) .*/\1/p' <<<"$recap" | awk '{s += $1} END {print s + 0}')"
 }
 
 lab_up() {
@@ -76,19 +89,14 @@ lab_up() {
     case "$state" in
       running) echo "$name: running, reused" ;;
       absent)
-        start_node "$name"
         created=1
-        echo "$name: created"
+        echo "$name: to be created"
         ;;
-      *)
-        docker start "$name" >/dev/null
-        echo "$name: was $state, started"
-        ;;
+      *) echo "$name: was $state, to be started" ;;
     esac
   done
-  for name in "${NODES[@]}"; do
-    wait_for_systemd "$name"
-  done
+  start_nodes
+  echo "systemd is up in ${NODES[*]}"
   # New containers are not converged, whatever an earlier lab reported.
   if ((created)); then
     rm -f "$STATE_DIR/converged"
@@ -100,13 +108,17 @@ lab_up() {
   header "prepare the stand-ins (molecule/cluster/prepare.yml)"
   ansible-playbook -i inventories/lab molecule/cluster/prepare.yml
 
-  header "ansible-playbook -i inventories/lab site.yml"
-  local log="$STATE_DIR/site.log" rc=0
-  ansible-playbook -i inventories/lab site.yml 2>&1 | tee "$log" || rc=$?
-  if ((rc)); then
-    rm -f "$STATE_DIR/converged"
-    die "site.yml failed (exit $rc); the log is $log"
+  local first_s="" again_s log="$STATE_DIR/site.log"
+  if [[ ! -e "$STATE_DIR/converged" ]]; then
+    header "first converge: ansible-playbook -i inventories/lab site.yml"
+    run_site "$STATE_DIR/site-first.log"
+    first_s=$SITE_SECONDS
+    echo "$first_s" >"$STATE_DIR/first-converge-seconds"
+    echo "First converge: $SITE_CHANGED change(s) in ${first_s}s"
   fi
+  header "re-converge: ansible-playbook -i inventories/lab site.yml"
+  run_site "$log"
+  again_s=$SITE_SECONDS
 
   header "validation summary"
   # The table site.yml's summary play printed (roles/validate tasks_from summary).
@@ -115,21 +127,22 @@ lab_up() {
        inside && /^ *\]/ {exit}
        inside {sub(/^ *"/, ""); sub(/",?$/, ""); print}' "$log"
 
-  header "PLAY RECAP"
-  local recap changed
-  recap="$(sed -n '/^PLAY RECAP/,/^$/p' "$log" | grep -E '^lab-')"
-  echo "$recap"
-  changed="$(sed -nE 's/.* changed=([0-9]+) .*/\1/p' <<<"$recap" | awk '{s += $1} END {print s + 0}')"
-  if [[ -e "$STATE_DIR/converged" ]]; then
-    if ((changed == 0)); then
-      echo "Repeated run on a converged lab: changed=0 on every node (idempotent)."
-    else
-      die "repeated run on a converged lab reported $changed change(s); site.yml is not idempotent here"
-    fi
-  else
-    echo "First run on these containers: $changed change(s). Run 'make lab' again to check idempotence."
+  header "PLAY RECAP (re-converge)"
+  echo "$SITE_RECAP"
+  if ((SITE_CHANGED != 0)); then
+    die "the re-converge on a converged lab reported $SITE_CHANGED change(s); site.yml is not idempotent here"
   fi
   touch "$STATE_DIR/converged"
+  [[ -n "$first_s" ]] || first_s="$(cat "$STATE_DIR/first-converge-seconds" 2>/dev/null || true)"
+
+  header "converge times"
+  if [[ -n "$first_s" ]]; then
+    echo "first converge: ${first_s}s"
+    echo "re-converge:    ${again_s}s, changed=0 on every node (idempotent)"
+    awk -v a="$first_s" -v b="$again_s" 'BEGIN {printf "ratio first/re-converge: %.2f\n", (b > 0 ? a / b : 0)}'
+  else
+    echo "re-converge:    ${again_s}s, changed=0 on every node (idempotent)"
+  fi
   echo "Reports: $REPORT_DIR; shared directory: $SHARED_DIR (at $SHARED_MOUNT in the nodes)."
   echo "make lab took $((SECONDS - start))s"
 }
