@@ -23,6 +23,8 @@ LMCache's. Prints the figures and a JSON summary; exit status 1 when a check fai
 
 import argparse
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import re
@@ -132,8 +134,8 @@ class Server:
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def start(self):
-        sys.path.insert(0, MODULE_UTILS)
-        import lmcache_cpu_connector as cc  # noqa: E402  (the collection's module, no vLLM needed)
+        sys.path.insert(0, self.args.kv_dir)
+        cc = importlib.import_module(KV_PACKAGE + ".lmcache_cpu_connector")  # the installed copy
 
         kvt = cc.kv_transfer_config_json(module_path=KV_PACKAGE + ".lmcache_cpu_connector")
         prom = os.path.join(self.workdir, "prom-%s" % self.tag)
@@ -255,21 +257,28 @@ def parse_metrics(text):
     return out
 
 
-def hit_tokens(metrics):
-    """(tokens, source): LMCache's own counter, else vLLM's external prefix cache hits."""
-    for name in ("lmcache:num_hit_tokens_total", "lmcache:num_hit_tokens"):
-        if name in metrics:
-            return int(metrics[name]), name
-    name = "vllm:external_prefix_cache_hits_total"
-    return int(metrics.get(name, 0)), name
+LMCACHE_HITS = "lmcache:num_hit_tokens_total"
+EXTERNAL_HITS = "vllm:external_prefix_cache_hits_total"
+
+
+def hit_counters(metrics):
+    """LMCache's own hit counter and vLLM's external prefix cache hits (both cumulative).
+
+    LMCache pushes its counters to Prometheus from its stats of the previous interval, so
+    ``lmcache:num_hit_tokens_total`` can lag a request (a restarted server showed 0 after its
+    first, hitting, request); vLLM counts tokens loaded from the connector at once.
+    """
+    return {LMCACHE_HITS: int(metrics.get(LMCACHE_HITS, 0)), EXTERNAL_HITS: int(metrics.get(EXTERNAL_HITS, 0))}
 
 
 def measure(server, prompt, args, label):
-    before, _src = hit_tokens(server.metrics())
+    before = hit_counters(server.metrics())
     ttft, total, text = server.complete(prompt, args.max_tokens)
-    after, src = hit_tokens(server.metrics())
-    log("%s: TTFT %.2f s (total %.2f s), hit tokens +%d (%s)" % (label, ttft, total, after - before, src))
-    return {"ttft_s": round(ttft, 3), "total_s": round(total, 3), "hit_tokens": after - before, "hit_source": src,
+    after = hit_counters(server.metrics())
+    delta = {k: after[k] - before[k] for k in after}
+    hits = max(delta.values())
+    log("%s: TTFT %.2f s (total %.2f s), hit tokens +%d (%s)" % (label, ttft, total, hits, delta))
+    return {"ttft_s": round(ttft, 3), "total_s": round(total, 3), "hit_tokens": hits, "hit_counters": delta,
             "text": text}  # fmt: skip
 
 
@@ -355,8 +364,6 @@ def main(argv=None):
     with open(os.path.join(model, "words.json")) as f:
         words = [w for w in json.load(f) if not w.startswith("<")]
     sys.path.insert(0, HERE)
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location("tiny_model", os.path.join(HERE, "tiny-model.py"))
     tiny = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny)

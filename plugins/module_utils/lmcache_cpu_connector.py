@@ -59,10 +59,8 @@ __metaclass__ = type
 
 import json
 
-try:  # installed next to it as a package, or as the collection's module_utils
-    from .hpu_kv_transfer import VLLMPagedMemHPUConnectorV2
-except ImportError:  # pragma: no cover - a flat copy on sys.path
-    from hpu_kv_transfer import VLLMPagedMemHPUConnectorV2
+# a sibling both as the collection's module_utils and in the installed package
+from .hpu_kv_transfer import VLLMPagedMemHPUConnectorV2
 
 try:
     import torch
@@ -162,14 +160,14 @@ class VLLMCPUPagedConnector(VLLMPagedMemHPUConnectorV2):
             cached = int(kwargs.get("vllm_cached_tokens", 0) or 0)
             ranges = [(max(int(s), min(int(e), cached)), int(e)) for s, e in zip(starts, ends)]
             check_whole_blocks(kwargs["slot_mapping"], ranges, self.plan(**kwargs).block_size)
-        return super(VLLMCPUPagedConnector, self).batched_to_gpu(memory_objs, starts, ends, **kwargs)
+        return super().batched_to_gpu(memory_objs, starts, ends, **kwargs)
 
     def batched_from_gpu(self, memory_objs, starts, ends, **kwargs):
         memory_objs, starts, ends = list(memory_objs), list(starts), list(ends)
         if kwargs.get("slot_mapping") is not None:
             ranges = [(int(s), int(e)) for s, e in zip(starts, ends)]
             check_whole_blocks(kwargs["slot_mapping"], ranges, self.plan(**kwargs).block_size)
-        return super(VLLMCPUPagedConnector, self).batched_from_gpu(memory_objs, starts, ends, **kwargs)
+        return super().batched_from_gpu(memory_objs, starts, ends, **kwargs)
 
 
 def wrap_factory(original, device_type):
@@ -255,6 +253,6 @@ if _LMCacheConnectorV1 is not None:
 
         def __init__(self, *args, **kwargs):
             install()
-            super(LMCacheCPUConnectorV1, self).__init__(*args, **kwargs)
+            super().__init__(*args, **kwargs)
 
     __all__.append(CONNECTOR_NAME)
