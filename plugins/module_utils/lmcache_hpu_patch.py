@@ -1005,7 +1005,6 @@ def _diff(path, before, after):
     }
 
 
-
 def state_document(info, connector_source):
     """The JSON state file written next to the patched files (bytes, deterministic)."""
     doc = {
