@@ -388,7 +388,7 @@ def main(argv=None):
         "model_s": round(model_s, 1),
         "prompt_tokens": args.prompt_tokens,
         "chunk_size": args.chunk_size,
-        "results": [{k: v for k, v in r.items()} for r in results],
+        "results": [dict(r) for r in results],
         "failures": failures,
     }
     for r in summary["results"]:

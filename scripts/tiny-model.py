@@ -72,7 +72,7 @@ def vocabulary(recipe):
     rng = random.Random(recipe["seed"])
     words, seen = [], set()
     while len(words) < recipe["vocab_words"]:
-        w = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 3)))
+        w = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _syllable in range(rng.randint(1, 3)))
         if w not in seen:
             seen.add(w)
             words.append(w)
@@ -82,7 +82,7 @@ def vocabulary(recipe):
 def prompt_words(words, n, seed):
     """``n`` words (``n`` tokens with this tokenizer) drawn from ``words`` with ``seed``."""
     rng = random.Random(seed)
-    return " ".join(rng.choice(words) for _ in range(n))
+    return " ".join(rng.choice(words) for _word in range(n))
 
 
 def build(recipe, out_dir):

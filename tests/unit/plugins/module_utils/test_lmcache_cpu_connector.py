@@ -106,7 +106,7 @@ def test_unsupported_lmcache_settings_are_refused_by_name(attr):
 def cpu_cache(seed):
     """vLLM CPU layout: per layer [num_blocks, num_kv_heads, block_size, 2 * head_size]."""
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(BLOCKS, HEADS, BLOCK, 2 * HEAD, generator=g) for _ in range(LAYERS)]
+    return [torch.randn(BLOCKS, HEADS, BLOCK, 2 * HEAD, generator=g) for _layer in range(LAYERS)]
 
 
 def slots_of(block_ids, n):
