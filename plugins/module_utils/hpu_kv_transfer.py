@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, gaudi.vllm_lmcache contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pure-PyTorch KV-cache transfer for LMCache on Intel Gaudi (HPU).
+"""Pure-PyTorch KV-cache transfer for LMCache on Intel Gaudi (HPU) and CPU.
 
 This file has two lives:
 
@@ -16,11 +16,13 @@ Why: in LMCache 0.3.6 to 0.4.2 the paged-memory connector
 (``VLLMPagedMemGPUConnectorV2`` in ``lmcache/v1/gpu_connector.py``, from 0.3.14
 ``lmcache/v1/gpu_connector/gpu_connectors.py``) moves KV data with the CUDA
 kernels of ``lmcache.c_ops`` (``multi_layer_kv_transfer`` over a table of raw
-device pointers) on ``torch.cuda`` streams. None of that exists on Gaudi.
-LMCache 0.4.3 added a native HPU connector built on ``index_select`` /
-``index_copy_``; this module does the equivalent for the older releases.
+device pointers) on ``torch.cuda`` streams. None of that exists on Gaudi or on a
+CPU-only PyTorch. LMCache 0.4.3 added a native HPU connector
+(``lmcache/v1/gpu_connector/hpu_connector.py``, ``index_select`` /
+``index_copy_`` per layer); this module does the equivalent for the older
+releases, for more cache layouts and with fewer graph flushes.
 
-LMCache's connector interface in those releases (``GPUConnectorInterface``)::
+LMCache's connector interface (``GPUConnectorInterface``)::
 
     to_gpu(memory_obj, start, end, **kwargs)      # memory object -> paged KV
     from_gpu(memory_obj, start, end, **kwargs)    # paged KV -> memory object
@@ -29,42 +31,73 @@ LMCache's connector interface in those releases (``GPUConnectorInterface``)::
     get_shape(num_tokens) -> torch.Size
     initialize_kvcaches_ptr(**kwargs)             # stores kwargs["kvcaches"]
 
-``kwargs`` carry ``kvcaches`` (the whole paged cache of the worker) and
-``slot_mapping`` (a *full* slot mapping: one slot per token of the whole token
-sequence; ``[start:end]`` selects the chunk; prefix-cache hits are ``-1`` and
-lie outside every ``[start, end)`` LMCache asks for). A memory object
-(``MemoryObj``) has ``.tensor`` and ``.metadata.fmt`` (``MemoryFormat``).
-Connectors are built either as ``cls(hidden_dim_size, num_layers, use_gpu=...,
-chunk_size=..., dtype=..., device=..., use_mla=...)`` (0.3.6 to 0.3.10) or
-through ``cls.from_metadata(metadata, use_gpu, device)`` where
-``metadata.kv_shape == (num_layers, 2 or 1, chunk_size, num_kv_heads,
-head_size)`` (0.3.11 to 0.4.2). The engine reads ``gpu_connector.kvcaches``
-and probes ``hasattr(gpu_connector, "load_stream")`` (CUDA streams; this class
-has none).
+``kwargs`` carry ``kvcaches`` (the whole paged cache of the worker),
+``slot_mapping`` and, on retrieve, ``vllm_cached_tokens``. The slot mapping is a
+*full* slot mapping: one slot per token of the whole token sequence, and
+``[start:end]`` selects the chunk. In LMCache 0.4.2 the vLLM adapter builds it
+from the request's block ids for every token
+(``block_ids * block_size + arange(block_size)``, flattened, in
+``lmcache/integration/vllm/vllm_v1_adapter.py``; on retrieve it is moved to the
+engine's device, so this connector copies it to the host once per batch): there are no ``-1`` entries,
+and a slot of a token that vLLM already holds in its own prefix cache is a real
+slot of a block that other requests may share. The adapter rounds the retrieve
+mask down to a chunk boundary, so the first retrieved chunk often covers such
+tokens; like LMCache's CUDA connector, ``to_gpu`` therefore skips the first
+``min(end - start, max(0, vllm_cached_tokens - start))`` tokens of a chunk and
+never rewrites a block that vLLM already holds (``from_gpu`` reads every token).
+Slots outside ``[0, num_blocks * block_size)`` are refused with an error.
 
-KV-cache structure that vLLM-Gaudi hands to the connector (``kv_caches`` of
-``vllm_gaudi/v1/worker/hpu_model_runner.py``, ``initialize_kv_cache``; the
-shape comes from the HPU attention backend's ``get_kv_cache_shape``; LMCache
-0.4.3's ``hpu_connector.py`` documents the same)::
-
-    kvcaches: list over layers of (key_cache, value_cache)
-    key_cache, value_cache: [num_blocks, block_size, num_kv_heads, head_size]
-    slot s -> block s // block_size, offset s % block_size
-
-Each K or V tensor is viewed as ``[num_blocks * block_size, num_kv_heads *
-head_size]`` and indexed by slot. The CUDA layout of upstream vLLM (one tensor
-per layer, ``[2, num_blocks, block_size, num_kv_heads, head_size]``) is
-accepted too. With MLA a layer is one latent tensor ``[num_blocks, block_size,
-head_size]`` (or a ``(latent, None)`` pair).
-
-Memory-object formats (LMCache ``MemoryFormat``)::
+A memory object (``MemoryObj``) has ``.tensor`` and ``.metadata.fmt``
+(``MemoryFormat``)::
 
     KV_2LTD     [2, num_layers, num_tokens, num_kv_heads * head_size]   (K, V)
     KV_MLA_FMT  [1, num_layers, num_tokens, head_size]                  (MLA)
 
-On an HPU every transfer calls ``htcore.mark_step()`` at its boundaries and
-per layer (lazy mode) and ``torch.hpu.synchronize()`` before returning, so the
-memory object is complete when LMCache stores it.
+Connectors are built either as ``cls(hidden_dim_size, num_layers, use_gpu=...,
+chunk_size=..., dtype=..., device=..., use_mla=...)`` (0.3.6 to 0.3.10) or
+through ``cls.from_metadata(metadata, use_gpu, device)`` where
+``metadata.kv_shape == (num_layers, 2 or 1, chunk_size, num_kv_heads,
+head_size)`` (0.3.11 to 0.4.2).
+
+Paged KV-cache layouts accepted (``kvcaches`` is a list over layers; slot ``s``
+is block ``s // block_size``, offset ``s % block_size``):
+
+* vLLM-Gaudi (``vllm_gaudi/v1/worker/hpu_model_runner.py``,
+  ``initialize_kv_cache``; LMCache 0.4.3's ``hpu_connector.py`` documents the
+  same): each layer a ``(key_cache, value_cache)`` pair -- a tuple, list,
+  ``TensorTuple`` or any object indexable by ``[0]`` and ``[1]`` -- of
+  ``[num_blocks, block_size, num_kv_heads, head_size]`` tensors;
+* upstream vLLM CUDA style: one tensor per layer,
+  ``[2, num_blocks, block_size, num_kv_heads, head_size]``;
+* vLLM CPU / FlashAttention packed style (``kv_cache.transpose(1, 2).split(
+  head_size, dim=-1)`` in ``vllm/v1/attention/backends/flash_attn.py``): one
+  tensor per layer, ``[num_blocks, num_kv_heads, block_size, 2 * head_size]``;
+  in every row the first ``head_size`` values are K, the last ``head_size`` V;
+* MLA: one latent tensor per layer ``[num_blocks, block_size, head_size]`` (or a
+  ``(latent, None)`` pair).
+
+How the bytes move: the flat per-layer views (``[num_slots, width]`` and
+``[num_blocks, block_size * width]``) are built once per cache and reused. Each
+chunk's slots are read on the host once; runs of consecutive slots inside one
+block (vLLM allocates slots block by block) are copied as slices, whole blocks
+through one block-granular ``index_select`` / ``index_copy_`` per layer, and
+scattered slots through one slot-granular ``index_select`` / ``index_copy_`` per
+layer. A memory object on another device or dtype goes through a staging buffer
+on the cache device that is kept and reused across calls and chunk lengths.
+
+On an HPU a transfer calls ``htcore.mark_step()`` once before the first chunk of
+a batch and once after each chunk (not per layer), and ``torch.hpu.synchronize()``
+once per batch, so the memory objects are complete when LMCache stores them.
+
+MLA: LMCache's engine (``LMCacheEngine.__init__`` in ``lmcache/v1/cache_engine.py``,
+0.4.2 to 0.5.6) sets ``save_only_first_rank`` to ``use_mla`` by default and then
+takes ``gpu_connector.load_stream`` when the connector has that attribute, else
+creates ``torch.cuda.Stream()`` (which fails without CUDA). This class has
+``load_stream = None``; ``torch.cuda.stream(None)`` is a no-op context.
+
+Not provided: layerwise transfer (``VLLMPagedMemLayerwiseGPUConnector``), the
+GPU intermediate buffer of the CUDA connector, CUDA streams, P/D (NIXL) and the
+cachegen serde.
 
 Imports: PyTorch only (``habana_frameworks.torch.core`` when present).
 """
@@ -86,11 +119,20 @@ try:  # Intel Gaudi only; absent everywhere else
 except ImportError:
     htcore = None
 
+# one call for many slice copies (PyTorch 2.1+); a loop of copy_() otherwise and on HPU
+_FOREACH_COPY = getattr(torch, "_foreach_copy_", None) if torch is not None else None
+
 FMT_KV = "KV_2LTD"
 FMT_MLA = "KV_MLA_FMT"
 
+LAYOUT_PAIRS = "kv_pairs"  # per layer (K, V), each [blocks, block_size, heads, head]
+LAYOUT_STACKED = "kv_stacked"  # per layer [2, blocks, block_size, heads, head]
+LAYOUT_PACKED = "kv_packed"  # per layer [blocks, heads, block_size, 2 * head]
+LAYOUT_MLA = "mla"  # per layer [blocks, block_size, head]
+
 __all__ = [
     "VLLMPagedMemHPUConnectorV2",
+    "CachePlan",
     "gather_kv",
     "scatter_kv",
     "kv_geometry",
@@ -118,140 +160,405 @@ def synchronize(device):
         torch.hpu.synchronize()
 
 
-def _layer_tensors(layer, use_mla):
-    """Return the per-layer tensors: ``(k, v)`` or ``(latent,)`` for MLA."""
-    if use_mla:
-        if isinstance(layer, (tuple, list)):
-            if not layer or not hasattr(layer[0], "dim"):
-                raise ValueError("MLA layer must be a tensor or a (latent, ...) tuple")
-            layer = layer[0]
-        if layer.dim() != 3:
-            raise ValueError(
-                "MLA KV cache layer must be [num_blocks, block_size, head_size], got %s"
-                % (tuple(layer.shape),))
-        return (layer,)
-    if isinstance(layer, (tuple, list)):
-        if len(layer) != 2:
-            raise ValueError("a KV cache layer must be a (key_cache, value_cache) pair")
-        k, v = layer[0], layer[1]
-    elif hasattr(layer, "dim") and layer.dim() == 5 and layer.shape[0] == 2:
-        k, v = layer[0], layer[1]
-    else:
-        raise ValueError(
-            "a KV cache layer must be (key_cache, value_cache) of "
-            "[num_blocks, block_size, num_kv_heads, head_size] or one "
-            "[2, num_blocks, block_size, num_kv_heads, head_size] tensor")
-    if k.dim() != 4 or tuple(k.shape) != tuple(v.shape):
-        raise ValueError(
-            "key and value caches must both be [num_blocks, block_size, "
-            "num_kv_heads, head_size], got %s and %s" % (tuple(k.shape), tuple(v.shape)))
-    return (k, v)
+def _is_tensor(x):
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
-def _flat(t):
-    """View a paged tensor as ``[num_blocks * block_size, width]`` (no copy)."""
-    width = 1
-    for n in t.shape[2:]:
-        width *= int(n)
+def _pair(layer, index):
+    """``(K, V)`` of a layer that is not a tensor (tuple, TensorTuple, ``__getitem__`` only)."""
     try:
-        return t.view(t.shape[0] * t.shape[1], width)
+        return layer[0], layer[1]
+    except (TypeError, IndexError, KeyError):
+        raise ValueError(
+            "kvcaches[%d] must be a tensor or a (key_cache, value_cache) pair, got %s" % (index, type(layer).__name__)
+        )
+
+
+def _layer_parts(layer, use_mla, index):
+    """Return ``(layout, parts)``; ``parts`` are the layer's tensors in their own shapes."""
+    if use_mla:
+        if not _is_tensor(layer):
+            layer = _pair(layer, index)[0]
+        if not _is_tensor(layer) or layer.dim() != 3:
+            raise ValueError(
+                "with use_mla, kvcaches[%d] must be a latent tensor [num_blocks, block_size, "
+                "head_size] or a (latent, None) pair, got %s"
+                % (index, tuple(layer.shape) if _is_tensor(layer) else type(layer).__name__)
+            )
+        return LAYOUT_MLA, (layer,)
+    if _is_tensor(layer):
+        if layer.dim() == 5 and layer.shape[0] == 2:
+            return LAYOUT_STACKED, (layer[0], layer[1])
+        if layer.dim() == 4 and layer.shape[3] % 2 == 0:
+            return LAYOUT_PACKED, (layer,)
+        raise ValueError(
+            "kvcaches[%d] has shape %s; a KV cache layer tensor must be "
+            "[2, num_blocks, block_size, num_kv_heads, head_size] or "
+            "[num_blocks, num_kv_heads, block_size, 2 * head_size] (an MLA latent cache "
+            "[num_blocks, block_size, head_size] needs use_mla=True)" % (index, tuple(layer.shape))
+        )
+    k, v = _pair(layer, index)
+    if not (_is_tensor(k) and _is_tensor(v)) or k.dim() != 4 or tuple(k.shape) != tuple(v.shape):
+        raise ValueError(
+            "kvcaches[%d] must be (key_cache, value_cache) of equal shape [num_blocks, "
+            "block_size, num_kv_heads, head_size], got %s and %s"
+            % (index, tuple(getattr(k, "shape", ())), tuple(getattr(v, "shape", ())))
+        )
+    return LAYOUT_PAIRS, (k, v)
+
+
+def _view(t, shape, what):
+    try:
+        return t.view(*shape)
     except RuntimeError as exc:
-        raise ValueError("paged KV tensor cannot be viewed by slot (not contiguous): %s" % exc)
+        raise ValueError("%s cannot be viewed as %s without a copy (not contiguous): %s" % (what, tuple(shape), exc))
+
+
+class CachePlan:
+    """Geometry and reusable views of one paged KV cache (built once per cache).
+
+    Attributes: ``layout``, ``num_layers``, ``num_blocks``, ``block_size``,
+    ``num_heads``, ``head_size``, ``width`` (values per token and part),
+    ``parts`` (2 for K/V, 1 for MLA), ``dtype``, ``device``, ``num_slots``.
+    """
+
+    def __init__(self, kvcaches, use_mla=False):
+        _require_torch()
+        if kvcaches is None or len(kvcaches) == 0:
+            raise ValueError("'kvcaches' is empty or missing")
+        layers = [_layer_parts(layer, use_mla, i) for i, layer in enumerate(kvcaches)]
+        layout = layers[0][0]
+        first = layers[0][1][0]
+        for i, (lay, parts) in enumerate(layers):
+            if lay != layout or any(
+                tuple(p.shape) != tuple(first.shape) or p.dtype != first.dtype or p.device != first.device
+                for p in parts
+            ):
+                raise ValueError(
+                    "kvcaches[%d] differs from kvcaches[0] in layout, shape, dtype or device "
+                    "(%s %s vs %s %s)" % (i, lay, tuple(parts[0].shape), layout, tuple(first.shape))
+                )
+        self.layout = layout
+        self.num_layers = len(layers)
+        self.dtype = first.dtype
+        self.device = first.device
+        shape = tuple(int(n) for n in first.shape)
+        if layout == LAYOUT_MLA:
+            self.num_blocks, self.block_size, self.head_size = shape
+            self.num_heads = 1
+        elif layout == LAYOUT_PACKED:
+            self.num_blocks, self.num_heads, self.block_size, two_head = shape
+            self.head_size = two_head // 2
+        else:
+            self.num_blocks, self.block_size, self.num_heads, self.head_size = shape
+        self.parts = 1 if layout == LAYOUT_MLA else 2
+        self.width = self.num_heads * self.head_size
+        self.num_slots = self.num_blocks * self.block_size
+        self.tensors = [parts for _lay, parts in layers]
+        nb, bs, w = self.num_blocks, self.block_size, self.width
+        if layout == LAYOUT_PACKED:
+            # rows of head_size values: row ((b * heads + h) * block_size + o) * 2 + part
+            self.rows = [
+                _view(p[0], (nb * self.num_heads * bs * 2, self.head_size), "kvcaches[%d]" % i)
+                for i, p in enumerate(self.tensors)
+            ]
+            self.head_offsets = torch.arange(self.num_heads, dtype=torch.long) * bs
+            self.flat = self.blocks = None
+        else:
+            self.flat = [
+                tuple(_view(t, (nb * bs, w), "kvcaches[%d]" % i) for t in p) for i, p in enumerate(self.tensors)
+            ]
+            self.blocks = [
+                tuple(_view(t, (nb, bs * w), "kvcaches[%d]" % i) for t in p) for i, p in enumerate(self.tensors)
+            ]
+            self.rows = None
+
+    @staticmethod
+    def key(kvcaches):
+        """Identity of a cache: the list object, its length and the first/last storage."""
+
+        def ptr(layer):
+            t = layer if _is_tensor(layer) else layer[0]
+            return t.data_ptr() if _is_tensor(t) else id(t)
+
+        return (id(kvcaches), len(kvcaches), ptr(kvcaches[0]), ptr(kvcaches[-1]))
+
+    # -- per-chunk slot analysis (host side) ---------------------------------------------
+
+    def chunk(self, host_slots):
+        """Split one chunk's slots (a host LongTensor) into transfer pieces.
+
+        Returns a list of ``(kind, t0, t1, arg)`` over token ranges of the chunk:
+        ``("run", t0, t1, first_slot)`` for consecutive slots (inside one block for the
+        packed layout), ``("blocks", t0, t1, block_ids)`` for whole blocks in any order,
+        ``("slots", t0, t1, None)`` for scattered slots.
+        """
+        n = int(host_slots.shape[0])
+        if n == 0:
+            return []
+        lo, hi = int(host_slots.min()), int(host_slots.max())
+        if lo < 0 or hi >= self.num_slots:
+            raise ValueError(
+                "slot_mapping holds slot %d for this chunk; slots must be in [0, %d) "
+                "(num_blocks %d * block_size %d)"
+                % (lo if lo < 0 else hi, self.num_slots, self.num_blocks, self.block_size)
+            )
+        bs = self.block_size
+        packed = self.layout == LAYOUT_PACKED
+        vals = host_slots.tolist()
+        runs = []
+        a, prev = 0, vals[0]
+        for t in range(1, n):
+            s = vals[t]
+            if s != prev + 1 or (packed and s % bs == 0):
+                runs.append((a, t, vals[a]))
+                if len(runs) * 8 > n:  # short runs on average: slot by slot
+                    return [("slots", 0, n, None)]
+                a = t
+            prev = s
+        runs.append((a, n, vals[a]))
+        nruns = len(runs)
+        if nruns * 8 > n:
+            return [("slots", 0, n, None)]
+        if nruns <= 4:
+            return [("run", a, b, s) for a, b, s in runs]
+        if self.layout == LAYOUT_PACKED:
+            return [("slots", 0, n, None)]
+        tail = (runs[-1][1] - runs[-1][0]) % bs
+        if all(s % bs == 0 for _a, _b, s in runs) and all((b - a) % bs == 0 for a, b, _s in runs[:-1]):
+            whole = n - tail
+            pieces = [("blocks", 0, whole, torch.tensor(vals[0:whole:bs], dtype=torch.long) // bs)]
+            if tail:
+                pieces.append(("run", whole, n, vals[whole]))
+            return pieces
+        return [("slots", 0, n, None)]
+
+    def packed_rows(self, host_slots):
+        """Row indices of the packed layout: ``[T * heads]`` for K; V rows are K rows + 1."""
+        bs = self.block_size
+        base = (host_slots // bs) * (self.num_heads * bs) + host_slots % bs
+        return ((base[:, None] + self.head_offsets[None, :]) * 2).reshape(-1)
+
+    # -- data movement -------------------------------------------------------------------
+
+    def _moves(self, pieces, host_slots, dev_slots, mem, to_cache):
+        """Slice copies as ``(destinations, sources)`` lists, index ops run directly.
+
+        ``mem`` is the chunk in memory-object layout on the cache device
+        ([parts, layers, T, width], every [T, width] row block contiguous).
+        """
+        heads, hs = self.num_heads, self.head_size
+        mem_rows = [part.unbind(0) for part in mem.unbind(0)]  # [p][i] -> [T, width]
+        dsts, srcs = [], []
+        for kind, t0, t1, arg in pieces:
+            n = t1 - t0
+            if kind == "run" and self.layout == LAYOUT_PACKED:
+                b, o = arg // self.block_size, arg % self.block_size
+                for i, (x,) in enumerate(self.tensors):
+                    page = x[b, :, o : o + n]  # [heads, n, 2 * head]
+                    for p in range(2):
+                        cache_v = page[:, :, p * hs : (p + 1) * hs].transpose(0, 1)
+                        mem_v = mem_rows[p][i][t0:t1].view(n, heads, hs)
+                        dsts.append(cache_v if to_cache else mem_v)
+                        srcs.append(mem_v if to_cache else cache_v)
+            elif kind == "run":
+                for p in range(self.parts):
+                    mem_vs = mem[p, :, t0:t1].unbind(0)
+                    cache_vs = [views[p].narrow(0, arg, n) for views in self.flat]
+                    dsts.extend(cache_vs if to_cache else mem_vs)
+                    srcs.extend(mem_vs if to_cache else cache_vs)
+            elif self.layout == LAYOUT_PACKED:
+                rows = self.packed_rows(host_slots[t0:t1]).to(self.device)
+                for p, idx in enumerate((rows, rows + 1)):
+                    for i, r in enumerate(self.rows):
+                        m = mem_rows[p][i][t0:t1].view(n * heads, hs)
+                        if to_cache:
+                            r.index_copy_(0, idx, m)
+                        else:
+                            torch.index_select(r, 0, idx, out=m)
+            else:
+                if kind == "blocks":
+                    idx = arg.to(self.device)
+                    views_by_layer = self.blocks
+                    nrows = int(arg.shape[0])
+                else:
+                    idx = dev_slots[t0:t1]
+                    views_by_layer = self.flat
+                    nrows = n
+                for p in range(self.parts):
+                    rows = mem_rows[p]
+                    for i, views in enumerate(views_by_layer):
+                        m = rows[i][t0:t1].view(nrows, -1)
+                        if to_cache:
+                            views[p].index_copy_(0, idx, m)
+                        else:
+                            torch.index_select(views[p], 0, idx, out=m)
+        return dsts, srcs
+
+    def _copy_all(self, dsts, srcs):
+        if not dsts:
+            return
+        if _FOREACH_COPY is not None and not _is_hpu(self.device):
+            _FOREACH_COPY(dsts, srcs)
+        else:
+            for d, s in zip(dsts, srcs):
+                d.copy_(s)
+
+    def gather(self, pieces, host_slots, dev_slots, buf):
+        """Paged KV -> ``buf`` ([parts, layers, T, width], contiguous per layer)."""
+        self._copy_all(*self._moves(pieces, host_slots, dev_slots, buf, False))
+
+    def scatter(self, pieces, host_slots, dev_slots, src):
+        """``src`` ([parts, layers, T, width] on the cache device) -> paged KV."""
+        self._copy_all(*self._moves(pieces, host_slots, dev_slots, src, True))
 
 
 def kv_geometry(kvcaches, use_mla=False):
-    """Describe ``kvcaches``: dict with num_layers, num_slots, width, dtype, device."""
-    if kvcaches is None or len(kvcaches) == 0:
-        raise ValueError("'kvcaches' is empty or missing")
-    first = _layer_tensors(kvcaches[0], use_mla)[0]
-    flat = _flat(first)
+    """Describe ``kvcaches``: dict with layout, num_layers, num_slots, width, dtype, device."""
+    plan = CachePlan(kvcaches, use_mla)
     return {
-        "num_layers": len(kvcaches),
-        "num_slots": int(flat.shape[0]),
-        "width": int(flat.shape[1]),
-        "dtype": first.dtype,
-        "device": first.device,
+        "layout": plan.layout,
+        "num_layers": plan.num_layers,
+        "num_slots": plan.num_slots,
+        "block_size": plan.block_size,
+        "width": plan.width,
+        "dtype": plan.dtype,
+        "device": plan.device,
     }
 
 
-def _flat_layers(kvcaches, use_mla):
-    """List over layers of flat views: [(k_flat, v_flat)] or [(latent_flat,)]."""
-    return [tuple(_flat(t) for t in _layer_tensors(layer, use_mla)) for layer in kvcaches]
-
-
-def _slots(slot_mapping, start, end, device):
+def _host_slots(slot_mapping):
+    """The slot mapping as a host LongTensor (one device-to-host copy when on a device)."""
     if slot_mapping is None:
         raise ValueError("'slot_mapping' should be provided in kwargs.")
-    if start < 0 or end < start or end > slot_mapping.shape[0]:
-        raise ValueError(
-            "token range [%d, %d) is outside the slot mapping of %d tokens"
-            % (start, end, slot_mapping.shape[0]))
-    slots = slot_mapping[start:end]
-    if slots.device != device or slots.dtype != torch.long:
-        slots = slots.to(device=device, dtype=torch.long)
-    return slots
+    if not _is_tensor(slot_mapping):
+        return torch.as_tensor(slot_mapping, dtype=torch.long)
+    if slot_mapping.device.type != "cpu" or slot_mapping.dtype != torch.long:
+        return slot_mapping.to(device="cpu", dtype=torch.long)
+    return slot_mapping
 
 
-def _check_dst(tensor, parts, num_layers, num_tokens, width):
-    want = (parts, num_layers, num_tokens, width)
+def _dev_slots(slot_mapping, host, device):
+    if _is_tensor(slot_mapping) and slot_mapping.device == device and slot_mapping.dtype == torch.long:
+        return slot_mapping
+    return host.to(device)
+
+
+def _check_range(host, start, end):
+    if start < 0 or end < start or end > host.shape[0]:
+        raise ValueError("token range [%d, %d) is outside the slot mapping of %d tokens" % (start, end, host.shape[0]))
+
+
+def _check_shape(tensor, plan, num_tokens):
+    want = (plan.parts, plan.num_layers, num_tokens, plan.width)
     if tuple(tensor.shape) != want:
         raise ValueError(
-            "memory object tensor has shape %s, expected %s for this chunk"
-            % (tuple(tensor.shape), want))
+            "memory object tensor has shape %s, expected %s (parts, layers, tokens, width) "
+            "for this chunk" % (tuple(tensor.shape), want)
+        )
 
 
-def _prepare(kvcaches, slot_mapping, start, end, kv, use_mla):
-    """Common start of a transfer: flat per-layer views, the cache device and the slots of
-    ``[start, end)``; checks ``kv``'s shape against them and marks the step boundary."""
-    _require_torch()
-    layers = _flat_layers(kvcaches, use_mla)
-    dev = layers[0][0].device
-    slots = _slots(slot_mapping, start, end, dev)
-    _check_dst(kv, len(layers[0]), len(layers), int(slots.shape[0]), int(layers[0][0].shape[1]))
+class _Staging:
+    """A device buffer [parts, layers, capacity, width] reused across calls and lengths."""
+
+    def __init__(self):
+        self.buf = None
+
+    def get(self, plan, num_tokens):
+        b = self.buf
+        if (
+            b is None
+            or b.shape[0] != plan.parts
+            or b.shape[1] != plan.num_layers
+            or b.shape[3] != plan.width
+            or b.dtype != plan.dtype
+            or b.device != plan.device
+            or b.shape[2] < num_tokens
+        ):
+            self.buf = b = torch.empty(
+                (plan.parts, plan.num_layers, max(num_tokens, 1), plan.width), dtype=plan.dtype, device=plan.device
+            )
+        return b[:, :, :num_tokens]
+
+
+def _run_gather(plan, slot_mapping, jobs, staging):
+    """``jobs``: list of ``(out_tensor, start, end)``. One batch: marks and one sync."""
+    host = _host_slots(slot_mapping)
+    dev = plan.device
+    for out, start, end in jobs:
+        _check_range(host, start, end)
+        _check_shape(out, plan, end - start)
+    dev_slots = None
     mark_step(dev)
-    return layers, dev, slots
+    for out, start, end in jobs:
+        hs = host[start:end]
+        pieces = plan.chunk(hs)
+        if any(k == "slots" for k, _a, _b, _c in pieces) and dev_slots is None:
+            dev_slots = _dev_slots(slot_mapping, host, dev)
+        ds = dev_slots[start:end] if dev_slots is not None else None
+        direct = out.device == dev and out.dtype == plan.dtype and out.is_contiguous()
+        buf = out if direct else staging.get(plan, end - start)
+        plan.gather(pieces, hs, ds, buf)
+        if not direct:
+            out.copy_(buf, non_blocking=_is_hpu(dev))
+        mark_step(dev)
+    synchronize(dev)
+
+
+def _run_scatter(plan, slot_mapping, jobs, staging, vllm_cached_tokens=0):
+    """``jobs``: list of ``(src_tensor, start, end)``; tokens before ``vllm_cached_tokens``
+    are not written (LMCache's CUDA connector: ``skip_prefix_n_tokens``)."""
+    host = _host_slots(slot_mapping)
+    dev = plan.device
+    for src, start, end in jobs:
+        _check_range(host, start, end)
+        _check_shape(src, plan, end - start)
+    cached = int(vllm_cached_tokens or 0)
+    dev_slots = None
+    mark_step(dev)
+    for src, start, end in jobs:
+        skip = min(end - start, max(0, cached - start))
+        if skip == end - start:
+            continue
+        lo = start + skip
+        hs = host[lo:end]
+        pieces = plan.chunk(hs)
+        if any(k == "slots" for k, _a, _b, _c in pieces) and dev_slots is None:
+            dev_slots = _dev_slots(slot_mapping, host, dev)
+        ds = dev_slots[lo:end] if dev_slots is not None else None
+        part = src[:, :, skip:] if skip else src
+        if part.device != dev or part.dtype != plan.dtype:
+            buf = staging.get(plan, end - lo)
+            buf.copy_(part, non_blocking=_is_hpu(dev))
+            part = buf
+        plan.scatter(pieces, hs, ds, part)
+        mark_step(dev)
+    synchronize(dev)
 
 
 def gather_kv(kvcaches, slot_mapping, start, end, out, use_mla=False, staging=None):
     """Paged KV -> ``out`` (``KV_2LTD`` or ``KV_MLA_FMT`` layout) for tokens ``[start, end)``.
 
-    ``out`` may live on another device (e.g. pinned host memory): the slots are
-    gathered on the cache device (into ``staging`` when given) and copied once.
-    Returns ``out``.
+    ``out`` may live on another device or dtype (e.g. pinned host memory): the slots are
+    gathered on the cache device (into ``staging``, a tensor of ``out``'s shape on the cache
+    device, when given) and copied once. Returns ``out``.
     """
-    layers, dev, slots = _prepare(kvcaches, slot_mapping, start, end, out, use_mla)
-    direct = out.device == dev and out.dtype == layers[0][0].dtype and out.is_contiguous()
-    if direct:
-        buf = out
-    elif staging is not None:
-        buf = staging
-    else:
-        buf = torch.empty(tuple(out.shape), dtype=layers[0][0].dtype, device=dev)
-    for i, tensors in enumerate(layers):
-        for p, flat in enumerate(tensors):
-            torch.index_select(flat, 0, slots, out=buf[p, i])
-        mark_step(dev)
-    if not direct:
-        out.copy_(buf, non_blocking=_is_hpu(dev))
-        mark_step(dev)
-    synchronize(dev)
+    plan = CachePlan(kvcaches, use_mla)
+    st = _Staging()
+    if staging is not None:
+        st.buf = staging
+    _run_gather(plan, slot_mapping, [(out, start, end)], st)
     return out
 
 
-def scatter_kv(kvcaches, slot_mapping, start, end, src, use_mla=False):
+def scatter_kv(kvcaches, slot_mapping, start, end, src, use_mla=False, vllm_cached_tokens=0):
     """``src`` (``KV_2LTD`` / ``KV_MLA_FMT``) -> paged KV at the slots of ``[start, end)``.
 
-    Only the slots of the range are written; every other slot (including the
-    ``-1`` prefix-cache entries outside the range) stays untouched.
+    Only the slots of ``[max(start, vllm_cached_tokens), end)`` are written; every other
+    slot stays untouched.
     """
-    layers, dev, slots = _prepare(kvcaches, slot_mapping, start, end, src, use_mla)
-    if src.device != dev or src.dtype != layers[0][0].dtype:
-        src = src.to(device=dev, dtype=layers[0][0].dtype)
-    for i, tensors in enumerate(layers):
-        for p, flat in enumerate(tensors):
-            flat.index_copy_(0, slots, src[p, i])
-        mark_step(dev)
-    synchronize(dev)
+    plan = CachePlan(kvcaches, use_mla)
+    _run_scatter(plan, slot_mapping, [(src, start, end)], _Staging(), vllm_cached_tokens)
 
 
 def _fmt_name(memory_obj):
@@ -260,11 +567,15 @@ def _fmt_name(memory_obj):
 
 
 class VLLMPagedMemHPUConnectorV2:
-    """LMCache GPU connector for vLLM-Gaudi's paged KV caches (pure PyTorch).
+    """LMCache GPU connector for paged KV caches on HPU or CPU (pure PyTorch).
 
     Same contract as LMCache's ``VLLMPagedMemGPUConnectorV2``: it produces and
     consumes memory objects in ``KV_2LTD`` format (``KV_MLA_FMT`` with MLA).
     """
+
+    # LMCache's engine takes this as its MLA broadcast stream instead of creating a
+    # CUDA stream (see the module docstring); None makes the stream context a no-op.
+    load_stream = None
 
     def __init__(self, hidden_dim_size=None, num_layers=None, use_gpu=False, **kwargs):
         _require_torch()
@@ -277,7 +588,9 @@ class VLLMPagedMemHPUConnectorV2:
         device = kwargs.get("device")
         self.device = torch.device(device) if device is not None else None
         self.kvcaches = None
-        self._staging = {}
+        self._plan = None
+        self._plan_key = None
+        self._staging = _Staging()
 
     @classmethod
     def from_metadata(cls, metadata, use_gpu=False, device=None):
@@ -298,11 +611,20 @@ class VLLMPagedMemHPUConnectorV2:
         if "kvcaches" in kwargs:
             self.kvcaches = kwargs["kvcaches"]
 
-    def _caches(self, kwargs):
+    def plan(self, **kwargs):
+        """The :class:`CachePlan` of the current cache (rebuilt only when the cache changes)."""
         self.initialize_kvcaches_ptr(**kwargs)
         if self.kvcaches is None or len(self.kvcaches) == 0:
             raise ValueError("'kvcaches' should be provided in kwargs or initialized beforehand.")
-        return self.kvcaches
+        key = CachePlan.key(self.kvcaches)
+        if self._plan is None or self._plan_key != key:
+            self._plan = CachePlan(self.kvcaches, self.use_mla)
+            self._plan_key = key
+            if self.hidden_dim_size is None:
+                self.hidden_dim_size = self._plan.width
+            if self.num_layers is None:
+                self.num_layers = self._plan.num_layers
+        return self._plan
 
     def _check_fmt(self, memory_obj):
         want = FMT_MLA if self.use_mla else FMT_KV
@@ -310,52 +632,56 @@ class VLLMPagedMemHPUConnectorV2:
         if got != want:
             raise ValueError(
                 "The memory object should be in %s format in order to be processed "
-                "by VLLMPagedMemHPUConnectorV2 (got %s)" % (want, got))
+                "by VLLMPagedMemHPUConnectorV2 (got %s)" % (want, got)
+            )
 
-    def _staging_for(self, shape, dtype, device):
-        key = (tuple(shape), dtype, str(device))
-        buf = self._staging.get(key)
-        if buf is None:
-            self._staging.clear()
-            buf = torch.empty(tuple(shape), dtype=dtype, device=device)
-            self._staging[key] = buf
-        return buf
-
-    def to_gpu(self, memory_obj, start, end, **kwargs):
-        """Memory object (``KV_2LTD``) -> paged KV for ``slot_mapping[start:end]``."""
+    @staticmethod
+    def _tensor(memory_obj):
         if memory_obj.tensor is None:
             raise ValueError("the memory object has no tensor")
-        self._check_fmt(memory_obj)
-        caches = self._caches(kwargs)
-        if "slot_mapping" not in kwargs:
-            raise ValueError("'slot_mapping' should be provided in kwargs.")
-        scatter_kv(caches, kwargs["slot_mapping"], start, end, memory_obj.tensor, self.use_mla)
+        return memory_obj.tensor
 
-    def from_gpu(self, memory_obj, start, end, **kwargs):
-        """Paged KV for ``slot_mapping[start:end]`` -> memory object (``KV_2LTD``)."""
-        if memory_obj.tensor is None:
-            raise ValueError("the memory object has no tensor")
-        caches = self._caches(kwargs)
+    def _slot_mapping(self, kwargs):
         if "slot_mapping" not in kwargs:
             raise ValueError("'slot_mapping' should be provided in kwargs.")
-        geo = kv_geometry(caches, self.use_mla)
-        out = memory_obj.tensor
-        staging = None
-        if out.device != geo["device"] or out.dtype != geo["dtype"] or not out.is_contiguous():
-            staging = self._staging_for(out.shape, geo["dtype"], geo["device"])
-        gather_kv(caches, kwargs["slot_mapping"], start, end, out, self.use_mla, staging)
-        fmt = getattr(memory_obj.metadata, "fmt", None)
-        if self.use_mla and fmt is not None and hasattr(type(fmt), "__members__"):
-            memory_obj.metadata.fmt = type(fmt)[FMT_MLA]
+        return kwargs["slot_mapping"]
 
     def batched_to_gpu(self, memory_objs, starts, ends, **kwargs):
+        """Memory objects -> paged KV; tokens below ``vllm_cached_tokens`` are skipped."""
+        jobs = []
         for memory_obj, start, end in zip(memory_objs, starts, ends):
-            self.to_gpu(memory_obj, start, end, **kwargs)
+            self._check_fmt(memory_obj)
+            jobs.append((self._tensor(memory_obj), int(start), int(end)))
+        slot_mapping = self._slot_mapping(kwargs)
+        plan = self.plan(**kwargs)
+        _run_scatter(plan, slot_mapping, jobs, self._staging, kwargs.get("vllm_cached_tokens", 0))
 
     def batched_from_gpu(self, memory_objs, starts, ends, **kwargs):
-        for memory_obj, start, end in zip(memory_objs, starts, ends):
-            self.from_gpu(memory_obj, start, end, **kwargs)
+        """Paged KV -> memory objects (``KV_2LTD``; ``KV_MLA_FMT`` with MLA)."""
+        memory_objs = list(memory_objs)
+        jobs = [(self._tensor(m), int(s), int(e)) for m, s, e in zip(memory_objs, starts, ends)]
+        slot_mapping = self._slot_mapping(kwargs)
+        plan = self.plan(**kwargs)
+        _run_gather(plan, slot_mapping, jobs, self._staging)
+        if self.use_mla:
+            for memory_obj in memory_objs:
+                fmt = getattr(memory_obj.metadata, "fmt", None)
+                if fmt is not None and hasattr(type(fmt), "__members__"):
+                    memory_obj.metadata.fmt = type(fmt)[FMT_MLA]
+
+    def to_gpu(self, memory_obj, start, end, **kwargs):
+        """Memory object -> paged KV for ``slot_mapping[start:end]``."""
+        self.batched_to_gpu([memory_obj], [start], [end], **kwargs)
+
+    def from_gpu(self, memory_obj, start, end, **kwargs):
+        """Paged KV for ``slot_mapping[start:end]`` -> memory object."""
+        self.batched_from_gpu([memory_obj], [start], [end], **kwargs)
 
     def get_shape(self, num_tokens):
         kv_size = 1 if self.use_mla else 2
-        return torch.Size([kv_size, self.num_layers, num_tokens, self.hidden_dim_size])
+        hidden = self.hidden_dim_size
+        layers = self.num_layers
+        if (hidden is None or layers is None) and self.kvcaches is not None:
+            plan = self.plan()
+            hidden, layers = plan.width, plan.num_layers
+        return torch.Size([kv_size, layers, num_tokens, hidden])

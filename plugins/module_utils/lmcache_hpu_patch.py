@@ -51,7 +51,7 @@ PATCH_MARK = "gaudi.vllm_lmcache hpu_patch"
 CONNECTOR_RELPATH = "lmcache/v1/gaudi_hpu_connector.py"
 # sha256 of plugins/module_utils/hpu_kv_transfer.py, installed byte for byte as
 # CONNECTOR_RELPATH (a unit test keeps the two in step).
-CONNECTOR_SHA256 = "f4b788dfe9d070505055a791a5b06fcbd9579e92f97acbdeafa011b9ab44474c"
+CONNECTOR_SHA256 = "b8c5a5e6644b18adbb5a3bf87ffed51048873add07cfc908f015e3b8d81fad72"
 NATIVE_CONNECTOR_RELPATH = "lmcache/v1/gpu_connector/hpu_connector.py"
 BACKUP_SUFFIX = ".hpu_patch.orig"
 OLDEST_SUPPORTED = (0, 3, 7)

@@ -1,4 +1,5 @@
-"""Pure-PyTorch HPU KV connector: round trips on CPU PyTorch against a reference gather/scatter."""
+"""Pure-PyTorch KV connector: exact round trips for every cache layout against a plain
+per-token reference, the vLLM-cached-token skip, buffer and plan reuse, errors."""
 
 import enum
 import types
@@ -22,186 +23,290 @@ class MemoryFormat(enum.Enum):
 class MemObj:
     """Stand-in for LMCache's MemoryObj: ``.tensor`` and ``.metadata.fmt``."""
 
-    def __init__(self, tensor, fmt):
+    def __init__(self, tensor, fmt=MemoryFormat.KV_2LTD):
         self.tensor = tensor
         self.metadata = types.SimpleNamespace(fmt=fmt)
 
 
+class TensorTuple(tuple):
+    """Like vLLM-Gaudi's TensorTuple: a tuple subclass without tensor methods."""
+
+
+class GetItemOnly:
+    """A (K, V) holder with ``__getitem__`` only (no ``__len__``, no ``__iter__``)."""
+
+    def __init__(self, k, v):
+        self._kv = (k, v)
+
+    def __getitem__(self, i):
+        return self._kv[i]
+
+
 NUM_BLOCKS, BLOCK, HEADS, HEAD = 12, 16, 2, 8
 SLOTS = NUM_BLOCKS * BLOCK
+WIDTH = HEADS * HEAD
+MLA_HEAD = 24
+LAYOUTS = ["pairs", "tensortuple", "getitem", "stacked", "packed", "mla", "mla_pair"]
 
 
-def paged_caches(layers, dtype, seed):
+def make_layers(layout, num_layers, dtype, seed):
+    """Return (kvcaches as handed to the connector, plain tensors the reference reads)."""
     g = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn(NUM_BLOCKS, BLOCK, HEADS, HEAD, generator=g).to(dtype),
-         torch.randn(NUM_BLOCKS, BLOCK, HEADS, HEAD, generator=g).to(dtype))
-        for _layer in range(layers)
-    ]
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g).to(dtype)
+
+    caches, raw = [], []
+    for _layer in range(num_layers):
+        if layout in ("mla", "mla_pair"):
+            t = rnd(NUM_BLOCKS, BLOCK, MLA_HEAD)
+            caches.append(t if layout == "mla" else (t, None))
+            raw.append((t,))
+        elif layout == "stacked":
+            t = rnd(2, NUM_BLOCKS, BLOCK, HEADS, HEAD)
+            caches.append(t)
+            raw.append((t,))
+        elif layout == "packed":
+            t = rnd(NUM_BLOCKS, HEADS, BLOCK, 2 * HEAD)
+            caches.append(t)
+            raw.append((t,))
+        else:
+            k, v = rnd(NUM_BLOCKS, BLOCK, HEADS, HEAD), rnd(NUM_BLOCKS, BLOCK, HEADS, HEAD)
+            wrap = {"pairs": tuple, "tensortuple": TensorTuple}.get(layout)
+            caches.append(wrap((k, v)) if wrap else GetItemOnly(k, v))
+            raw.append((k, v))
+    return caches, raw
 
 
-def slot_mapping(num_tokens, prefix, seed):
-    """Full slot mapping: ``prefix`` leading -1 (prefix-cache hits), then distinct random slots."""
-    g = torch.Generator().manual_seed(seed)
-    slots = torch.randperm(SLOTS, generator=g)[: num_tokens - prefix]
-    return torch.cat([torch.full((prefix,), -1, dtype=torch.long), slots])
+def token_rows(layout, tensors, s):
+    """Reference: the per-part rows of slot ``s`` as views into the cache tensors."""
+    b, o = s // BLOCK, s % BLOCK
+    if layout in ("mla", "mla_pair"):
+        return [tensors[0][b, o]]
+    if layout == "stacked":
+        return [tensors[0][0, b, o], tensors[0][1, b, o]]
+    if layout == "packed":
+        x = tensors[0]
+        return [x[b, :, o, :HEAD], x[b, :, o, HEAD:]]
+    return [tensors[0][b, o], tensors[1][b, o]]
 
 
-def reference_gather(caches, slots):
-    """Plain-Python reference: token t of the chunk is block s // BLOCK, offset s % BLOCK."""
-    layers = len(caches)
-    out = torch.empty(2, layers, len(slots), HEADS * HEAD, dtype=caches[0][0].dtype)
-    for i, (k, v) in enumerate(caches):
+def parts_of(layout):
+    return 1 if layout.startswith("mla") else 2
+
+
+def width_of(layout):
+    return MLA_HEAD if layout.startswith("mla") else WIDTH
+
+
+def reference_gather(layout, raw, slots):
+    out = torch.empty(parts_of(layout), len(raw), len(slots), width_of(layout), dtype=raw[0][0].dtype)
+    for i, tensors in enumerate(raw):
         for t, s in enumerate(slots.tolist()):
-            out[0, i, t] = k[s // BLOCK, s % BLOCK].reshape(-1)
-            out[1, i, t] = v[s // BLOCK, s % BLOCK].reshape(-1)
+            for p, row in enumerate(token_rows(layout, tensors, s)):
+                out[p, i, t] = row.reshape(-1)
     return out
 
 
-def reference_scatter(caches, slots, src):
-    for i, (k, v) in enumerate(caches):
+def reference_scatter(layout, raw, slots, src):
+    for i, tensors in enumerate(raw):
         for t, s in enumerate(slots.tolist()):
-            k[s // BLOCK, s % BLOCK] = src[0, i, t].reshape(HEADS, HEAD)
-            v[s // BLOCK, s % BLOCK] = src[1, i, t].reshape(HEADS, HEAD)
+            for p, row in enumerate(token_rows(layout, tensors, s)):
+                row.copy_(src[p, i, t].reshape(row.shape))
 
 
-def clone(caches):
-    return [(k.clone(), v.clone()) for k, v in caches]
+def clone_raw(raw):
+    return [tuple(t.clone() for t in tensors) for tensors in raw]
 
 
-def connector(layers, **kw):
-    return kt.VLLMPagedMemHPUConnectorV2(HEADS * HEAD, layers, use_gpu=False, device="cpu", **kw)
+def assert_raw_equal(a, b):
+    for ta, tb in zip(a, b):
+        for x, y in zip(ta, tb):
+            assert torch.equal(x, y)
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("layers", [1, 3, 5])
-def test_round_trip_matches_reference(dtype, layers):
-    src = paged_caches(layers, dtype, seed=layers)
-    num_tokens, prefix = 40, 9
-    sm = slot_mapping(num_tokens, prefix, seed=7)
-    start, end = prefix + 3, num_tokens - 5  # a partial chunk inside the non-prefix range
-    conn = connector(layers)
-    mem = MemObj(torch.zeros(conn.get_shape(end - start), dtype=dtype), MemoryFormat.KV_2LTD)
-    conn.from_gpu(mem, start, end, kvcaches=src, slot_mapping=sm)
-    assert torch.equal(mem.tensor, reference_gather(src, sm[start:end]))
-    assert mem.metadata.fmt is MemoryFormat.KV_2LTD
+def slot_mapping(kind, num_tokens, seed):
+    """Full slot mappings the way vLLM allocates them, and adversarial ones.
 
-    fresh = paged_caches(layers, dtype, seed=100 + layers)
-    expected = clone(fresh)
-    reference_scatter(expected, sm[start:end], mem.tensor)
-    conn2 = connector(layers)
-    conn2.to_gpu(mem, start, end, kvcaches=fresh, slot_mapping=sm)
-    for (k, v), (ek, ev) in zip(fresh, expected):
-        assert torch.equal(k, ek) and torch.equal(v, ev)
-    # exactly the gathered slots changed, nothing else (the -1 prefix slots are never touched)
-    before = paged_caches(layers, dtype, seed=100 + layers)
-    mask = torch.ones(SLOTS, dtype=torch.bool)
-    mask[sm[start:end]] = False
-    for (k, v), (bk, bv) in zip(fresh, before):
-        for new, old in ((k, bk), (v, bv)):
-            assert torch.equal(new.view(SLOTS, -1)[mask], old.view(SLOTS, -1)[mask])
-            assert not torch.equal(new.view(SLOTS, -1)[~mask], old.view(SLOTS, -1)[~mask])
+    random: distinct random slots; blocks: whole blocks in random order, slots in order
+    inside each block (vLLM's allocation); runs: a few runs that start mid-block.
+    """
+    g = torch.Generator().manual_seed(seed)
+    if kind == "random":
+        return torch.randperm(SLOTS, generator=g)[:num_tokens]
+    if kind == "blocks":
+        blocks = torch.randperm(NUM_BLOCKS, generator=g)
+        full = (blocks[:, None] * BLOCK + torch.arange(BLOCK)[None, :]).reshape(-1)
+        return full[:num_tokens]
+    if kind == "runs":
+        return torch.cat([torch.arange(5 * BLOCK + 3, 5 * BLOCK + 3 + 20), torch.arange(7, 7 + num_tokens - 20)])
+    raise AssertionError(kind)
 
 
-def test_untouched_slots_bitwise_and_last_slot_not_written():
-    """The -1 prefix entries are outside [start, end): slot SLOTS-1 (what -1 would hit) stays."""
-    dtype = torch.bfloat16
-    src = paged_caches(2, dtype, seed=1)
-    sm = slot_mapping(24, 8, seed=3)
-    sm[8:] = torch.where(sm[8:] == SLOTS - 1, torch.tensor(0), sm[8:])
-    conn = connector(2)
-    mem = MemObj(torch.empty(conn.get_shape(16), dtype=dtype), MemoryFormat.KV_2LTD)
-    conn.from_gpu(mem, 8, 24, kvcaches=src, slot_mapping=sm)
-    dst = paged_caches(2, dtype, seed=2)
-    snapshot = clone(dst)
-    conn.to_gpu(mem, 8, 24, kvcaches=dst, slot_mapping=sm)
-    for (k, _v), (sk, _sv) in zip(dst, snapshot):
-        assert torch.equal(k.view(SLOTS, -1)[SLOTS - 1], sk.view(SLOTS, -1)[SLOTS - 1])
-    mask = torch.ones(SLOTS, dtype=torch.bool)
-    mask[sm[8:24]] = False
-    for (k, v), (sk, sv) in zip(dst, snapshot):
-        assert torch.equal(k.view(SLOTS, -1)[mask], sk.view(SLOTS, -1)[mask])
-        assert torch.equal(v.view(SLOTS, -1)[mask], sv.view(SLOTS, -1)[mask])
+def connector(layout, num_layers, **kw):
+    mla = layout.startswith("mla")
+    return kt.VLLMPagedMemHPUConnectorV2(width_of(layout), num_layers, use_gpu=False, device="cpu", use_mla=mla, **kw)
 
 
-def test_batched_chunks_and_kvcaches_from_post_init():
-    dtype = torch.float16
-    src = paged_caches(3, dtype, seed=5)
-    sm = slot_mapping(64, 0, seed=11)
-    conn = connector(3)
-    conn.initialize_kvcaches_ptr(kvcaches=src)
-    starts, ends = [0, 16, 32, 48], [16, 32, 48, 61]
-    mems = [MemObj(torch.empty(conn.get_shape(e - s), dtype=dtype), MemoryFormat.KV_2LTD)
-            for s, e in zip(starts, ends)]
-    conn.batched_from_gpu(mems, starts, ends, slot_mapping=sm)
+def fmt_of(layout):
+    return MemoryFormat.KV_MLA_FMT if layout.startswith("mla") else MemoryFormat.KV_2LTD
+
+
+@pytest.mark.parametrize("kind", ["random", "blocks", "runs"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_round_trip_every_layout(layout, kind):
+    num_layers, dtype = 3, torch.bfloat16
+    src, src_raw = make_layers(layout, num_layers, dtype, seed=1)
+    sm = slot_mapping(kind, 100, seed=2)
+    # batched, block-aligned chunks of 32 plus a short last chunk, and a partial chunk
+    starts, ends = [0, 32, 64, 96], [32, 64, 96, 100]
+    conn = connector(layout, num_layers)
+    mems = [
+        MemObj(torch.zeros(tuple(conn.get_shape(e - s)), dtype=dtype), MemoryFormat.KV_2LTD)
+        for s, e in zip(starts, ends)
+    ]
+    conn.batched_from_gpu(mems, starts, ends, kvcaches=src, slot_mapping=sm)
     for m, s, e in zip(mems, starts, ends):
-        assert torch.equal(m.tensor, reference_gather(src, sm[s:e]))
-    dst = paged_caches(3, dtype, seed=6)
-    expected = clone(dst)
+        assert torch.equal(m.tensor, reference_gather(layout, src_raw, sm[s:e]))
+        assert m.metadata.fmt is fmt_of(layout)
+    part = MemObj(torch.zeros(tuple(conn.get_shape(19)), dtype=dtype), fmt_of(layout))
+    conn.from_gpu(part, 40, 59, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(part.tensor, reference_gather(layout, src_raw, sm[40:59]))
+
+    dst, dst_raw = make_layers(layout, num_layers, dtype, seed=3)
+    expected = clone_raw(dst_raw)
     for m, s, e in zip(mems, starts, ends):
-        reference_scatter(expected, sm[s:e], m.tensor)
-    conn.batched_to_gpu(mems, starts, ends, kvcaches=dst, slot_mapping=sm)
-    for (k, v), (ek, ev) in zip(dst, expected):
-        assert torch.equal(k, ek) and torch.equal(v, ev)
+        reference_scatter(layout, expected, sm[s:e], m.tensor)
+    conn2 = connector(layout, num_layers)
+    conn2.batched_to_gpu(mems, starts, ends, kvcaches=dst, slot_mapping=sm)
+    assert_raw_equal(dst_raw, expected)
+    conn2.to_gpu(part, 40, 59, kvcaches=dst, slot_mapping=sm)
+    assert_raw_equal(dst_raw, expected)  # same data written again
+
+    # one chunk over the whole sequence (many runs: whole blocks at once, then the tail)
+    whole = MemObj(torch.zeros(tuple(conn.get_shape(100)), dtype=dtype), fmt_of(layout))
+    conn.from_gpu(whole, 0, 100, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(whole.tensor, reference_gather(layout, src_raw, sm))
+    dst3, dst3_raw = make_layers(layout, num_layers, dtype, seed=4)
+    expected3 = clone_raw(dst3_raw)
+    reference_scatter(layout, expected3, sm, whole.tensor)
+    conn2.to_gpu(whole, 0, 100, kvcaches=dst3, slot_mapping=sm)
+    assert_raw_equal(dst3_raw, expected3)
 
 
-def test_memory_object_on_other_dtype_layout_goes_through_staging():
-    """A non-contiguous destination is filled through the staging buffer."""
-    src = paged_caches(2, torch.bfloat16, seed=8)
-    sm = slot_mapping(20, 0, seed=9)
-    conn = connector(2)
-    big = torch.zeros(2, 2, 20, HEADS * HEAD * 2, dtype=torch.bfloat16)
+@pytest.mark.parametrize("kind", ["random", "blocks"])
+@pytest.mark.parametrize("layout", ["pairs", "stacked", "packed", "mla"])
+def test_vllm_cached_tokens_are_never_written(layout, kind):
+    """Like LMCache's CUDA connector: skip min(end-start, max(0, vllm_cached - start))."""
+    num_layers, dtype = 2, torch.float16
+    src, src_raw = make_layers(layout, num_layers, dtype, seed=4)
+    sm = slot_mapping(kind, 96, seed=5)
+    starts, ends = [0, 32, 64], [32, 64, 96]
+    conn = connector(layout, num_layers)
+    mems = [MemObj(torch.empty(tuple(conn.get_shape(32)), dtype=dtype), fmt_of(layout)) for _c in starts]
+    conn.batched_from_gpu(mems, starts, ends, kvcaches=src, slot_mapping=sm)
+    for cached in (0, 5, 32, 40, 64, 95, 96, 200):
+        dst, dst_raw = make_layers(layout, num_layers, dtype, seed=6)
+        before = clone_raw(dst_raw)
+        expected = clone_raw(dst_raw)
+        for m, s, e in zip(mems, starts, ends):
+            skip = min(e - s, max(0, cached - s))
+            reference_scatter(layout, expected, sm[s + skip : e], m.tensor[:, :, skip:])
+        conn.batched_to_gpu(mems, starts, ends, kvcaches=dst, slot_mapping=sm, vllm_cached_tokens=cached)
+        assert_raw_equal(dst_raw, expected)
+        # the vLLM-held slots are bitwise what they were
+        held = sm[: min(cached, 96)]
+        for s in held.tolist():
+            for now, old in zip(dst_raw, before):
+                for r_now, r_old in zip(token_rows(layout, now, s), token_rows(layout, old, s)):
+                    assert torch.equal(r_now, r_old)
+
+
+def test_cached_skip_single_chunk_and_module_functions():
+    src, src_raw = make_layers("pairs", 2, torch.float32, seed=7)
+    sm = slot_mapping("blocks", 48, seed=8)
+    out = torch.empty(2, 2, 48, WIDTH)
+    kt.gather_kv(src, sm, 0, 48, out)
+    assert torch.equal(out, reference_gather("pairs", src_raw, sm))
+    dst, dst_raw = make_layers("pairs", 2, torch.float32, seed=9)
+    expected = clone_raw(dst_raw)
+    reference_scatter("pairs", expected, sm[20:48], out[:, :, 20:])
+    kt.scatter_kv(dst, sm, 0, 48, out, vllm_cached_tokens=20)
+    assert_raw_equal(dst_raw, expected)
+
+
+@pytest.mark.parametrize("layout", ["pairs", "packed", "mla"])
+def test_other_dtype_and_non_contiguous_memory_objects_use_one_reused_staging_buffer(layout):
+    num_layers = 2
+    src, src_raw = make_layers(layout, num_layers, torch.bfloat16, seed=10)
+    sm = slot_mapping("random", 64, seed=11)
+    conn = connector(layout, num_layers)
+    parts, width = parts_of(layout), width_of(layout)
+    big = torch.zeros(parts, num_layers, 32, width * 2, dtype=torch.bfloat16)
     view = big[..., ::2]
     assert not view.is_contiguous()
-    mem = MemObj(view, MemoryFormat.KV_2LTD)
-    conn.from_gpu(mem, 0, 20, kvcaches=src, slot_mapping=sm)
-    assert torch.equal(view, reference_gather(src, sm))
+    conn.from_gpu(MemObj(view, fmt_of(layout)), 0, 32, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(view, reference_gather(layout, src_raw, sm[0:32]))
+    buf = conn._staging.buf
+    assert buf is not None and buf.shape[2] == 32
+    f32 = MemObj(torch.zeros(parts, num_layers, 20, width), fmt_of(layout))  # float32: other dtype
+    conn.from_gpu(f32, 32, 52, kvcaches=src, slot_mapping=sm)  # short chunk: same buffer
+    assert conn._staging.buf is buf
+    assert torch.equal(f32.tensor, reference_gather(layout, src_raw, sm[32:52]).float())
+    dst, dst_raw = make_layers(layout, num_layers, torch.bfloat16, seed=12)
+    expected = clone_raw(dst_raw)
+    reference_scatter(layout, expected, sm[32:52], f32.tensor.to(torch.bfloat16))
+    conn.to_gpu(f32, 32, 52, kvcaches=dst, slot_mapping=sm)
+    assert_raw_equal(dst_raw, expected)
+    assert conn._staging.buf is buf
 
 
-def test_cuda_layout_single_tensor_per_layer_accepted():
-    k_v = paged_caches(2, torch.float16, seed=12)
-    stacked = [torch.stack([k, v]) for k, v in k_v]
-    sm = slot_mapping(10, 0, seed=13)
-    out = torch.empty(2, 2, 10, HEADS * HEAD, dtype=torch.float16)
-    kt.gather_kv(stacked, sm, 0, 10, out)
-    assert torch.equal(out, reference_gather(k_v, sm))
+def test_plan_is_built_once_per_cache():
+    src, _raw = make_layers("pairs", 2, torch.float16, seed=13)
+    other, _raw2 = make_layers("pairs", 2, torch.float16, seed=14)
+    sm = slot_mapping("blocks", 32, seed=15)
+    conn = connector("pairs", 2)
+    conn.initialize_kvcaches_ptr(kvcaches=src)
+    mem = MemObj(torch.empty(2, 2, 32, WIDTH, dtype=torch.float16))
+    conn.from_gpu(mem, 0, 32, slot_mapping=sm)
+    plan = conn._plan
+    conn.to_gpu(mem, 0, 32, slot_mapping=sm)
+    conn.batched_from_gpu([mem], [0], [32], slot_mapping=sm)
+    assert conn._plan is plan and plan.flat[0][0].data_ptr() == src[0][0].data_ptr()
+    conn.from_gpu(mem, 0, 32, kvcaches=other, slot_mapping=sm)
+    assert conn._plan is not plan
 
 
-def test_mla_round_trip_sets_mla_format():
-    g = torch.Generator().manual_seed(21)
-    layers = [torch.randn(NUM_BLOCKS, BLOCK, 24, generator=g).to(torch.bfloat16) for _layer in range(3)]
-    sm = slot_mapping(18, 2, seed=22)
-    conn = kt.VLLMPagedMemHPUConnectorV2(24, 3, use_mla=True, device="cpu")
-    assert tuple(conn.get_shape(16)) == (1, 3, 16, 24)
-    mem = MemObj(torch.empty(1, 3, 16, 24, dtype=torch.bfloat16), MemoryFormat.KV_2LTD)
-    conn.from_gpu(mem, 2, 18, kvcaches=layers, slot_mapping=sm)
-    assert mem.metadata.fmt is MemoryFormat.KV_MLA_FMT
-    for i, lat in enumerate(layers):
-        ref = torch.stack([lat[s // BLOCK, s % BLOCK] for s in sm[2:18].tolist()])
-        assert torch.equal(mem.tensor[0, i], ref)
-    fresh = [torch.zeros_like(t) for t in layers]
-    conn.to_gpu(mem, 2, 18, kvcaches=[(t, None) for t in fresh], slot_mapping=sm)
-    for lat, f in zip(layers, fresh):
-        idx = sm[2:18]
-        assert torch.equal(f.view(SLOTS, 24)[idx], lat.view(SLOTS, 24)[idx])
-        mask = torch.ones(SLOTS, dtype=torch.bool)
-        mask[idx] = False
-        assert int(f.view(SLOTS, 24)[mask].abs().sum()) == 0
+def test_chunk_pieces_follow_vllm_block_allocation():
+    caches, _raw = make_layers("pairs", 1, torch.float16, seed=16)
+    plan = kt.CachePlan(caches)
+    blocks = slot_mapping("blocks", 100, seed=17)
+    pieces = plan.chunk(blocks)
+    assert [p[0] for p in pieces] == ["blocks", "run"]
+    assert pieces[0][1:3] == (0, 96) and pieces[1][1:3] == (96, 100)
+    assert torch.equal(pieces[0][3], blocks[0:96:BLOCK] // BLOCK)
+    assert [p[0] for p in plan.chunk(torch.arange(40, 72))] == ["run"]
+    assert [p[0] for p in plan.chunk(slot_mapping("random", 64, seed=18))] == ["slots"]
+    packed = kt.CachePlan(make_layers("packed", 1, torch.float16, seed=19)[0])
+    assert [p[0] for p in packed.chunk(torch.arange(40, 72))] == ["run", "run", "run"]
 
 
-def test_from_metadata():
+def test_from_metadata_and_mla_load_stream():
     meta = types.SimpleNamespace(kv_shape=(32, 2, 256, 8, 128), kv_dtype=torch.bfloat16, use_mla=False)
     conn = kt.VLLMPagedMemHPUConnectorV2.from_metadata(meta, use_gpu=True, device=torch.device("cpu"))
     assert tuple(conn.get_shape(256)) == (2, 32, 256, 1024)
-    assert conn.device == torch.device("cpu") and not hasattr(conn, "load_stream")
+    assert conn.device == torch.device("cpu")
+    assert hasattr(conn, "load_stream") and conn.load_stream is None
+    with torch.cuda.stream(conn.load_stream):  # what LMCache's engine does with it
+        pass
 
 
 def test_errors_are_clear():
-    caches = paged_caches(2, torch.float16, seed=30)
-    sm = slot_mapping(8, 0, seed=31)
-    conn = connector(2)
-    good = MemObj(torch.empty(conn.get_shape(8), dtype=torch.float16), MemoryFormat.KV_2LTD)
-    wrong = MemObj(torch.empty(conn.get_shape(8), dtype=torch.float16), MemoryFormat.KV_T2D)
+    caches, _raw = make_layers("pairs", 2, torch.float16, seed=30)
+    sm = slot_mapping("random", 8, seed=31)
+    conn = connector("pairs", 2)
+    good = MemObj(torch.empty(tuple(conn.get_shape(8)), dtype=torch.float16))
+    wrong = MemObj(torch.empty(tuple(conn.get_shape(8)), dtype=torch.float16), MemoryFormat.KV_T2D)
     with pytest.raises(ValueError, match="KV_2LTD format"):
         conn.to_gpu(wrong, 0, 8, kvcaches=caches, slot_mapping=sm)
     with pytest.raises(ValueError, match="slot_mapping"):
@@ -209,14 +314,25 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="slot_mapping"):
         conn.from_gpu(good, 0, 8, kvcaches=caches)
     with pytest.raises(ValueError, match="kvcaches"):
-        connector(2).from_gpu(good, 0, 8, slot_mapping=sm)
+        connector("pairs", 2).from_gpu(good, 0, 8, slot_mapping=sm)
     with pytest.raises(ValueError, match="expected"):
         conn.from_gpu(good, 0, 6, kvcaches=caches, slot_mapping=sm)
     with pytest.raises(ValueError, match="outside the slot mapping"):
         conn.from_gpu(good, 4, 12, kvcaches=caches, slot_mapping=sm)
+    bad = sm.clone()
+    bad[3] = -1
+    with pytest.raises(ValueError, match="slot -1"):
+        conn.from_gpu(good, 0, 8, kvcaches=caches, slot_mapping=bad)
+    bad[3] = SLOTS
+    with pytest.raises(ValueError, match="slot %d" % SLOTS):
+        conn.to_gpu(good, 0, 8, kvcaches=caches, slot_mapping=bad)
     mla = kt.VLLMPagedMemHPUConnectorV2(24, 2, use_mla=True)
     with pytest.raises(ValueError, match="KV_MLA_FMT format"):
         mla.to_gpu(good, 0, 8, kvcaches=caches, slot_mapping=sm)
+    with pytest.raises(ValueError, match="use_mla"):
+        kt.CachePlan([torch.zeros(NUM_BLOCKS, BLOCK, 24)])
+    with pytest.raises(ValueError, match=r"kvcaches\[1\] differs"):
+        kt.CachePlan([caches[0], (caches[1][0][:6], caches[1][1][:6])])
 
 
 def test_no_cuda_only_calls_in_connector_source():

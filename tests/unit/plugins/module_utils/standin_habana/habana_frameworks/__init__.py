@@ -1,0 +1,1 @@
+"""STAND-IN for the habana_frameworks namespace (test double, no device code)."""

@@ -1,0 +1,1 @@
+"""STAND-IN for habana_frameworks.torch (test double, no device code)."""
