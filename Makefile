@@ -27,7 +27,7 @@ docker: ## Install (if missing) and start the Docker engine with no bridge netwo
 	@bash scripts/docker.sh
 
 .PHONY: host-deps
-host-deps: ## Install the host packages the tests need (mmdebstrap, qemu, gnupg, dpkg-dev, ssh)
+host-deps: ## Install the host packages the tests need (mmdebstrap, qemu, gnupg, dpkg-dev, ssh, promtool, shellcheck)
 	@bash scripts/host-deps.sh
 
 .PHONY: image
@@ -57,11 +57,11 @@ sanity-oldest: venv-oldest ## ansible-test sanity --local with the oldest tested
 unit: unit-newest unit-oldest ## pytest tests/unit on both ends of the ansible-core range
 
 .PHONY: unit-newest
-unit-newest: venv ## pytest tests/unit with the newest tested ansible-core (.venv)
+unit-newest: venv host-deps ## pytest tests/unit with the newest tested ansible-core (.venv)
 	@source scripts/lib.sh && activate_venv && header "pytest tests/unit (ansible-core $(ANSIBLE_CORE_NEWEST))" && python -m pytest tests/unit
 
 .PHONY: unit-oldest
-unit-oldest: venv-oldest ## pytest tests/unit with the oldest tested ansible-core (.venv-oldest)
+unit-oldest: venv-oldest host-deps ## pytest tests/unit with the oldest tested ansible-core (.venv-oldest)
 	@source scripts/lib.sh && VENV="$$VENV_OLDEST" && activate_venv && header "pytest tests/unit (ansible-core $(ANSIBLE_CORE_OLDEST))" && python -m pytest tests/unit
 
 .PHONY: molecule

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test harness needs on the control node, when missing:
 # image and VM builds (mmdebstrap, qemu), the signed stand-in repository (gnupg, dpkg-dev),
-# ssh to the test VMs.
+# ssh to the test VMs, promtool for the observability rules' tests.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -15,6 +15,8 @@ declare -A need=(
   [ssh]=openssh-client
   [ssh-keygen]=openssh-client
   [curl]=curl
+  [promtool]=prometheus
+  [shellcheck]=shellcheck
 )
 missing=()
 for tool in "${!need[@]}"; do
@@ -25,6 +27,13 @@ if ((${#missing[@]})); then
   echo "Installing host packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Only promtool is wanted from the prometheus package: no server keeps running on the host.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    if command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    pkill -x prometheus 2>/dev/null || true
+  fi
 else
   echo "Host packages present"
 fi
