@@ -113,17 +113,24 @@ def _insert_before(anchor, text):
 def _elif_before(anchor, branch):
     """Put an ``if`` branch before the ``if`` that starts ``anchor`` (now ``elif``)."""
     stripped = anchor.lstrip(" ")
-    indent = anchor[:len(anchor) - len(stripped)]
+    indent = anchor[: len(anchor) - len(stripped)]
     return (anchor, branch + indent + "el" + stripped)
 
 
 def _layerwise_guard(indent, cond):
     return (
-        indent + "if " + cond + ":\n"
-        + indent + "    raise ValueError(\n"
-        + indent + '        "LMCache layerwise mode (use_layerwise) is not supported on HPU "\n'
-        + indent + '        "by the gaudi.vllm_lmcache HPU patch; set use_layerwise to false"\n'
-        + indent + "    )\n"
+        indent
+        + "if "
+        + cond
+        + ":\n"
+        + indent
+        + "    raise ValueError(\n"
+        + indent
+        + '        "LMCache layerwise mode (use_layerwise) is not supported on HPU "\n'
+        + indent
+        + '        "by the gaudi.vllm_lmcache HPU patch; set use_layerwise to false"\n'
+        + indent
+        + "    )\n"
     )
 
 
@@ -186,12 +193,18 @@ _S1_SLOT = ("slot_mapping.cuda()", "slot_mapping.to(_gvl_device_type())")
 
 def _platform_device_branch(indent):
     return _elif_before(
-        indent + "if current_platform.is_cuda_alike():\n"
-        + indent + '    logger.info("CUDA device is available. Using CUDA for LMCache engine.")\n',
-        indent + "if _gvl_hpu_is_available():  # gaudi.vllm_lmcache hpu_patch\n"
-        + indent + '    logger.info("HPU device is available. Using HPU for LMCache engine.")\n'
-        + indent + "    torch_dev = torch.hpu\n"
-        + indent + '    dev_name = "hpu"\n',
+        indent
+        + "if current_platform.is_cuda_alike():\n"
+        + indent
+        + '    logger.info("CUDA device is available. Using CUDA for LMCache engine.")\n',
+        indent
+        + "if _gvl_hpu_is_available():  # gaudi.vllm_lmcache hpu_patch\n"
+        + indent
+        + '    logger.info("HPU device is available. Using HPU for LMCache engine.")\n'
+        + indent
+        + "    torch_dev = torch.hpu\n"
+        + indent
+        + '    dev_name = "hpu"\n',
     )
 
 
@@ -202,8 +215,7 @@ _S2_LAYERWISE = _insert_after(
     _layerwise_guard("    ", 'dev_name == "hpu" and lmcache_config.use_layerwise'),
 )
 _S2A_CONNECTOR = _elif_before(
-    "        if current_platform.is_cuda_alike():\n"
-    "            connector_cls = VLLMPagedMemGPUConnectorV2\n",
+    "        if current_platform.is_cuda_alike():\n            connector_cls = VLLMPagedMemGPUConnectorV2\n",
     '        if dev_name == "hpu":  # gaudi.vllm_lmcache hpu_patch\n'
     "            connector_cls = _gvl_hpu_connector_cls()\n",
 )
@@ -239,8 +251,7 @@ _S3_CONNECTOR = _insert_before(
 # connector choice in CreateGPUConnector()
 _S4_DEVICE = _platform_device_branch("    ")
 _S4_CONNECTOR = _insert_after(
-    "        torch_dev.set_device(local_worker_id)\n"
-    '        device = torch.device(f"{dev_name}:{local_worker_id}")\n',
+    "        torch_dev.set_device(local_worker_id)\n        device = torch.device(f\"{dev_name}:{local_worker_id}\")\n",
     '        if dev_name == "hpu":  # gaudi.vllm_lmcache hpu_patch\n'
     + _layerwise_guard("            ", "config.use_layerwise")
     + "            return _gvl_hpu_connector_cls().from_metadata(metadata, use_gpu, device)\n",
@@ -379,8 +390,10 @@ SHAPES = {
         },
     },
     "hpu_connector_kv_pairs": {
-        "description": ("native HPU connector without the (K, V) TensorTuple override of "
-                        "initialize_kvcaches_ptr (LMCache 0.4.3, 0.4.4)"),
+        "description": (
+            "native HPU connector without the (K, V) TensorTuple override of "
+            "initialize_kvcaches_ptr (LMCache 0.4.3, 0.4.4)"
+        ),
         "connector": False,
         "requires_absent": [],
         "files": {
@@ -414,8 +427,9 @@ ENGINE_PATH_FILES = [
     "lmcache/v1/gpu_connector/utils.py",
 ]
 C_OPS_SUBSTITUTE = 'sys.modules["lmcache.c_ops"]'
-_C_OPS_IMPORT_RE = re.compile(r"^(?:import lmcache\.c_ops\b|from lmcache\.c_ops import |from lmcache import c_ops\b)[^\n]*",
-                              re.M)
+_C_OPS_IMPORT_RE = re.compile(
+    r"^(?:import lmcache\.c_ops\b|from lmcache\.c_ops import |from lmcache import c_ops\b)[^\n]*", re.M
+)
 
 STATE_RELPATH = "lmcache/gaudi_hpu_patch.json"
 STATE_FORMAT = 1
@@ -481,8 +495,12 @@ def find_lmcache(site_packages):
                 version = _read_metadata_version(path)
                 if version:
                     record = os.path.join(meta_dir, "RECORD")
-                    return {"package_dir": pkg, "metadata": path, "version": version,
-                            "record": record if os.path.isfile(record) else None}
+                    return {
+                        "package_dir": pkg,
+                        "metadata": path,
+                        "version": version,
+                        "record": record if os.path.isfile(record) else None,
+                    }
     return {"package_dir": pkg, "metadata": None, "version": None, "record": None}
 
 
@@ -500,7 +518,7 @@ def read_record(path):
         parts = line.rsplit(",", 2)
         if len(parts) != 3 or not parts[1].startswith("sha256="):
             continue
-        digest = parts[1][len("sha256="):]
+        digest = parts[1][len("sha256=") :]
         try:
             raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
         except (TypeError, ValueError):
@@ -520,7 +538,8 @@ def _apply_ops(text, ops, relpath):
         if found != count:
             raise PatchError(
                 "%s: expected the anchor %r %d time(s), found it %d time(s)"
-                % (relpath, _anchor_label(old), count, found))
+                % (relpath, _anchor_label(old), count, found)
+            )
         text = text.replace(old, new)
     return text
 
@@ -531,7 +550,8 @@ def _revert_ops(text, ops, relpath):
         if found != count:
             raise PatchError(
                 "%s: expected the patched text %r %d time(s), found it %d time(s)"
-                % (relpath, _anchor_label(new), count, found))
+                % (relpath, _anchor_label(new), count, found)
+            )
         text = text.replace(new, old)
     return text
 
@@ -567,7 +587,7 @@ def _tokenize_cuda_calls(text):
             depth -= 1
         elif depth == 0 and tok.type == tokenize.NAME and tok.string == "torch":
             off = line_starts[tok.start[0] - 1] + tok.start[1]
-            prev = text[off - 1:off] if off else ""
+            prev = text[off - 1 : off] if off else ""
             if text.startswith(CUDA_CALL, off) and prev != ".":
                 offsets.append(off)
     return offsets
@@ -648,10 +668,15 @@ def _native_reason(site_packages):
     if data is None:
         return None
     text = data.decode("utf-8", "replace")
-    if "class VLLMPagedMemHPUConnectorV2" in text and "    def initialize_kvcaches_ptr(" in text \
-            and PATCH_MARK not in text:
-        return ("%s defines VLLMPagedMemHPUConnectorV2 with its own initialize_kvcaches_ptr() "
-                "for vLLM-Gaudi's (K, V) layers; nothing to patch" % NATIVE_CONNECTOR_RELPATH)
+    if (
+        "class VLLMPagedMemHPUConnectorV2" in text
+        and "    def initialize_kvcaches_ptr(" in text
+        and PATCH_MARK not in text
+    ):
+        return (
+            "%s defines VLLMPagedMemHPUConnectorV2 with its own initialize_kvcaches_ptr() "
+            "for vLLM-Gaudi's (K, V) layers; nothing to patch" % NATIVE_CONNECTOR_RELPATH
+        )
     return None
 
 
@@ -670,9 +695,11 @@ def _c_ops_blocker(site_packages):
             continue
         m = _C_OPS_IMPORT_RE.search(data.decode("utf-8", "replace"))
         if m:
-            return ("%s imports lmcache.c_ops unconditionally (%r at module level) and the release "
-                    "has %s; lmcache.c_ops is a CUDA extension (libcudart.so.12, libtorch_cuda.so) "
-                    "that cannot load on Gaudi" % (rel, m.group(0), fallback))
+            return (
+                "%s imports lmcache.c_ops unconditionally (%r at module level) and the release "
+                "has %s; lmcache.c_ops is a CUDA extension (libcudart.so.12, libtorch_cuda.so) "
+                "that cannot load on Gaudi" % (rel, m.group(0), fallback)
+            )
     return None
 
 
@@ -758,14 +785,16 @@ def inspect_install(site_packages):
         if vt is not None and vt < OLDEST_SUPPORTED:
             result["reason"] += (
                 "; releases older than %s are not supported (use %s or later; 0.4.5 and later "
-                "support HPU natively)" % (_version_str(OLDEST_SUPPORTED), _version_str(OLDEST_SUPPORTED)))
+                "support HPU natively)" % (_version_str(OLDEST_SUPPORTED), _version_str(OLDEST_SUPPORTED))
+            )
         return result
 
     try:
         state = read_state(site_packages)
     except ValueError as exc:
-        return refuse("%s cannot be read (%s); remove it only after restoring LMCache's files"
-                      % (result["state_file"], exc))
+        return refuse(
+            "%s cannot be read (%s); remove it only after restoring LMCache's files" % (result["state_file"], exc)
+        )
     result["_state"] = state
     if state is None:
         native = _native_reason(site_packages)
@@ -796,8 +825,16 @@ def inspect_install(site_packages):
     for rel in sorted(relpaths):
         path = os.path.join(site_packages, rel)
         data = _read(path)
-        entry = {"path": path, "state": None, "original_sha256": None, "current_sha256": None,
-                 "reference": None, "_data": data, "_original": None, "_patched": None}
+        entry = {
+            "path": path,
+            "state": None,
+            "original_sha256": None,
+            "current_sha256": None,
+            "reference": None,
+            "_data": data,
+            "_original": None,
+            "_patched": None,
+        }
         result["files"][rel] = entry
         if data is None:
             return refuse("%s is missing" % path)
@@ -823,7 +860,8 @@ def inspect_install(site_packages):
             return refuse(
                 "%s (sha256 %s) matches neither LMCache's file (sha256 %s in %s) nor this "
                 "collection's patch of it; it was changed by hand or comes from another build; "
-                "reinstall LMCache %s" % (path, entry["current_sha256"], reference, source, version or ""))
+                "reinstall LMCache %s" % (path, entry["current_sha256"], reference, source, version or "")
+            )
         entry["_original"] = original_b
         entry["_patched"] = patched.encode("utf-8")
         if data == entry["_patched"]:
@@ -843,9 +881,13 @@ def inspect_install(site_packages):
         "expected_sha256": CONNECTOR_SHA256 if uses_connector else None,
     }
     connector_ok = connector_sha == CONNECTOR_SHA256 if uses_connector else connector_sha is None
-    state_ok = state is not None and all(
-        recorded.get(rel, {}).get("pristine_sha256") == f["original_sha256"]
-        for rel, f in result["files"].items()) and set(recorded) == set(result["files"])
+    state_ok = (
+        state is not None
+        and all(
+            recorded.get(rel, {}).get("pristine_sha256") == f["original_sha256"] for rel, f in result["files"].items()
+        )
+        and set(recorded) == set(result["files"])
+    )
     if all(s == "patched" for s in states) and connector_ok and state_ok:
         result["classification"] = "patched"
         result["reason"] = "%s carries the %s (shape %s, %d files)" % (label, PATCH_NAME, shape, len(states))
@@ -854,23 +896,32 @@ def inspect_install(site_packages):
     result["patch_needed"] = True
     if all(s == "pristine" for s in states) and state is None:
         result["reason"] = "%s fits shape %s (%s) and needs the HPU patch" % (
-            label, shape, SHAPES[shape]["description"])
+            label,
+            shape,
+            SHAPES[shape]["description"],
+        )
     elif all(s == "patched" for s in states) and not connector_ok:
         result["reason"] = "%s is patched but the HPU connector %s is %s" % (
-            label, connector_path, "missing" if connector_sha is None else "altered")
+            label,
+            connector_path,
+            "missing" if connector_sha is None else "altered",
+        )
     elif all(s == "patched" for s in states):
         result["reason"] = "%s is patched but %s is missing or out of date" % (label, result["state_file"])
     else:
         result["reason"] = "%s is partially patched (shape %s): %s" % (
-            label, shape, ", ".join(sorted(r for r, f in result["files"].items() if f["state"] != "patched")))
+            label,
+            shape,
+            ", ".join(sorted(r for r, f in result["files"].items() if f["state"] != "patched")),
+        )
     return result
 
 
 def _public(info):
     out = dict((k, v) for k, v in info.items() if not k.startswith("_"))
     out["files"] = dict(
-        (k, dict((kk, vv) for kk, vv in v.items() if not kk.startswith("_")))
-        for k, v in info.get("files", {}).items())
+        (k, dict((kk, vv) for kk, vv in v.items() if not kk.startswith("_"))) for k, v in info.get("files", {}).items()
+    )
     return out
 
 
@@ -932,7 +983,8 @@ def resolve_site_packages(python=None, site_packages=None):
             return d, dirs
     raise PatchError(
         "LMCache is not installed for %s: no lmcache/ in %s"
-        % (python or sys.executable, ", ".join(dirs) or "(no site-packages reported)"))
+        % (python or sys.executable, ", ".join(dirs) or "(no site-packages reported)")
+    )
 
 
 def compile_check(python, files):
@@ -946,21 +998,20 @@ def compile_check(python, files):
                 f.write(data)
             paths.append((relpath, p))
         code = (
-            "import sys\n"
-            "for p in sys.argv[1:]:\n"
-            "    with open(p, 'rb') as f:\n"
-            "        compile(f.read(), p, 'exec')\n"
+            "import sys\nfor p in sys.argv[1:]:\n    with open(p, 'rb') as f:\n        compile(f.read(), p, 'exec')\n"
         )
         try:
-            proc = subprocess.Popen([python, "-c", code] + [p for _r, p in paths],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [python, "-c", code] + [p for _r, p in paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
             _out, err = proc.communicate()
         except OSError as exc:
             raise PatchError("cannot run %s to compile the patched files: %s" % (python, exc))
         if proc.returncode != 0:
             raise PatchError(
                 "the patched files do not compile with %s; nothing was written: %s"
-                % (python, err.decode("utf-8", "replace").strip()))
+                % (python, err.decode("utf-8", "replace").strip())
+            )
     finally:
         for name in os.listdir(tmpdir):
             os.unlink(os.path.join(tmpdir, name))
@@ -992,10 +1043,14 @@ def atomic_write(path, data, mode=None):
 def _diff(path, before, after):
     b = before.decode("utf-8", "replace") if before is not None else ""
     a = after.decode("utf-8", "replace") if after is not None else ""
-    text = "".join(difflib.unified_diff(
-        b.splitlines(True), a.splitlines(True),
-        fromfile=path if before is not None else "/dev/null",
-        tofile=path if after is not None else "/dev/null"))
+    text = "".join(
+        difflib.unified_diff(
+            b.splitlines(True),
+            a.splitlines(True),
+            fromfile=path if before is not None else "/dev/null",
+            tofile=path if after is not None else "/dev/null",
+        )
+    )
     return {
         "before_header": path if before is not None else "(absent)",
         "after_header": path if after is not None else "(absent)",
@@ -1015,14 +1070,20 @@ def state_document(info, connector_source):
         "connector": {
             "path": CONNECTOR_RELPATH,
             "sha256": sha256_bytes(connector_source),
-        } if SHAPES[info["shape"]]["connector"] else None,
+        }
+        if SHAPES[info["shape"]]["connector"]
+        else None,
         "files": dict(
-            (rel, {
-                "pristine_sha256": f["original_sha256"],
-                "patched_sha256": sha256_bytes(f["_patched"]),
-                "pristine_reference": f["reference"] or "content (no RECORD entry)",
-            })
-            for rel, f in sorted(info["files"].items())),
+            (
+                rel,
+                {
+                    "pristine_sha256": f["original_sha256"],
+                    "patched_sha256": sha256_bytes(f["_patched"]),
+                    "pristine_reference": f["reference"] or "content (no RECORD entry)",
+                },
+            )
+            for rel, f in sorted(info["files"].items())
+        ),
     }
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
@@ -1054,41 +1115,84 @@ def plan(site_packages, state, connector_source, backup=True):
         if uses_connector and (connector_source is None or sha256_bytes(connector_source) != CONNECTOR_SHA256):
             raise PatchError(
                 "the HPU connector source shipped with this collection does not match "
-                "its recorded sha256 %s; the collection is damaged" % CONNECTOR_SHA256)
+                "its recorded sha256 %s; the collection is damaged" % CONNECTOR_SHA256
+            )
         for relpath, f in sorted(info["files"].items()):
             if f["state"] != "patched":
-                actions.append({
-                    "op": "write", "relpath": relpath, "path": f["path"], "data": f["_patched"],
-                    "before": f["_data"], "backup_data": f["_original"],
-                    "backup": f["path"] + BACKUP_SUFFIX if backup else None,
-                })
+                actions.append(
+                    {
+                        "op": "write",
+                        "relpath": relpath,
+                        "path": f["path"],
+                        "data": f["_patched"],
+                        "before": f["_data"],
+                        "backup_data": f["_original"],
+                        "backup": f["path"] + BACKUP_SUFFIX if backup else None,
+                    }
+                )
         if uses_connector:
             current = _read(connector_path)
             if current != connector_source:
-                actions.append({
-                    "op": "write", "relpath": CONNECTOR_RELPATH, "path": connector_path,
-                    "data": connector_source, "before": current, "backup": None, "mode": 0o644,
-                })
+                actions.append(
+                    {
+                        "op": "write",
+                        "relpath": CONNECTOR_RELPATH,
+                        "path": connector_path,
+                        "data": connector_source,
+                        "before": current,
+                        "backup": None,
+                        "mode": 0o644,
+                    }
+                )
         doc = state_document(info, connector_source if uses_connector else b"")
         if current_state != doc:
-            actions.append({
-                "op": "write", "relpath": STATE_RELPATH, "path": state_path, "data": doc,
-                "before": current_state, "backup": None, "mode": 0o644,
-            })
+            actions.append(
+                {
+                    "op": "write",
+                    "relpath": STATE_RELPATH,
+                    "path": state_path,
+                    "data": doc,
+                    "before": current_state,
+                    "backup": None,
+                    "mode": 0o644,
+                }
+            )
         return info, actions
     # state == absent: the files first, the state file last
     for relpath, f in sorted(info["files"].items()):
         if f["state"] != "pristine":
-            actions.append({
-                "op": "write", "relpath": relpath, "path": f["path"], "data": f["_original"],
-                "before": f["_data"], "backup": None,
-            })
+            actions.append(
+                {
+                    "op": "write",
+                    "relpath": relpath,
+                    "path": f["path"],
+                    "data": f["_original"],
+                    "before": f["_data"],
+                    "backup": None,
+                }
+            )
     if uses_connector and os.path.lexists(connector_path):
-        actions.append({"op": "remove", "relpath": CONNECTOR_RELPATH, "path": connector_path,
-                        "data": None, "before": _read(connector_path), "backup": None})
+        actions.append(
+            {
+                "op": "remove",
+                "relpath": CONNECTOR_RELPATH,
+                "path": connector_path,
+                "data": None,
+                "before": _read(connector_path),
+                "backup": None,
+            }
+        )
     if current_state is not None:
-        actions.append({"op": "remove", "relpath": STATE_RELPATH, "path": state_path,
-                        "data": None, "before": current_state, "backup": None})
+        actions.append(
+            {
+                "op": "remove",
+                "relpath": STATE_RELPATH,
+                "path": state_path,
+                "data": None,
+                "before": current_state,
+                "backup": None,
+            }
+        )
     return info, actions
 
 
@@ -1096,8 +1200,9 @@ def _backup_path_for(path):
     return path + BACKUP_SUFFIX
 
 
-def run(site_packages, state="present", backup=True, check_mode=False, python=None,
-        connector_source=None, want_diff=False):
+def run(
+    site_packages, state="present", backup=True, check_mode=False, python=None, connector_source=None, want_diff=False
+):
     """Apply (``present``) or revert (``absent``) the patch. Returns the result dict.
 
     Raises PatchError for refusals (unsupported, missing, compile failure); in
@@ -1106,8 +1211,7 @@ def run(site_packages, state="present", backup=True, check_mode=False, python=No
     info, actions = plan(site_packages, state, connector_source, backup)
     python = python or sys.executable
     changed = bool(actions)
-    to_compile = dict((a["relpath"], a["data"]) for a in actions
-                      if a["op"] == "write" and a["relpath"].endswith(".py"))
+    to_compile = dict((a["relpath"], a["data"]) for a in actions if a["op"] == "write" and a["relpath"].endswith(".py"))
     if to_compile:
         compile_check(python, to_compile)
     written = []
@@ -1124,7 +1228,7 @@ def run(site_packages, state="present", backup=True, check_mode=False, python=No
                     os.unlink(a["path"])
                 written.append(a)
             if state == "absent":
-                for relpath, f in info["files"].items():
+                for f in info["files"].values():
                     bpath = _backup_path_for(f["path"])
                     if os.path.exists(bpath) and sha256_file(bpath) == f["original_sha256"]:
                         os.unlink(bpath)
@@ -1137,26 +1241,33 @@ def run(site_packages, state="present", backup=True, check_mode=False, python=No
                         atomic_write(a["path"], a["before"])
                 except (IOError, OSError):
                     pass
-            raise PatchError("writing %s failed (%s); the earlier writes were rolled back"
-                             % (current["path"] if current else site_packages, exc))
+            raise PatchError(
+                "writing %s failed (%s); the earlier writes were rolled back"
+                % (current["path"] if current else site_packages, exc)
+            )
     after = inspect_install(site_packages) if (changed and not check_mode) else info
     files = []
-    for relpath, f in sorted(after.get("files", {}).items()):
+    after_files = after.get("files", {})
+    for f in [after_files[key] for key in sorted(after_files)]:
         bpath = _backup_path_for(f["path"])
-        files.append({
-            "path": f["path"],
-            "original_sha256": f["original_sha256"],
-            "current_sha256": f["current_sha256"],
-            "backup": bpath if os.path.exists(bpath) else None,
-        })
+        files.append(
+            {
+                "path": f["path"],
+                "original_sha256": f["original_sha256"],
+                "current_sha256": f["current_sha256"],
+                "backup": bpath if os.path.exists(bpath) else None,
+            }
+        )
     if info["shape"] and SHAPES[info["shape"]]["connector"]:
         conn = os.path.join(site_packages, CONNECTOR_RELPATH)
-        files.append({
-            "path": conn,
-            "original_sha256": None,
-            "current_sha256": sha256_file(conn),
-            "backup": None,
-        })
+        files.append(
+            {
+                "path": conn,
+                "original_sha256": None,
+                "current_sha256": sha256_file(conn),
+                "backup": None,
+            }
+        )
     result = {
         "changed": changed,
         "lmcache_version": info["lmcache_version"],

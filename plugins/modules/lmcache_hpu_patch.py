@@ -3,7 +3,8 @@
 # Copyright: (c) 2026, gaudi.vllm_lmcache contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import (absolute_import, division, print_function)
+from __future__ import absolute_import, division, print_function
+
 __metaclass__ = type
 
 DOCUMENTATION = r'''
@@ -189,6 +190,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+
 from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils import lmcache_hpu_patch as _patch_utils
 from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils.lmcache_hpu_patch import (
     PatchError,

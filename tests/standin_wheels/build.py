@@ -49,7 +49,9 @@ def build(src_dir, out_dir, versions=None):
             with open(full, "rb") as fh:
                 data = fh.read()
             if version != meta["version"]:
-                data = data.replace(('__version__ = "%s"' % meta["version"]).encode(), ('__version__ = "%s"' % version).encode())
+                data = data.replace(
+                    ('__version__ = "%s"' % meta["version"]).encode(), ('__version__ = "%s"' % version).encode()
+                )
             files.append((os.path.relpath(full, root).replace(os.sep, "/"), data))
     metadata = [
         "Metadata-Version: 2.1",

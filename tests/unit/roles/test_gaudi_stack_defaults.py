@@ -23,15 +23,27 @@ ROWS = {r["id"]: r for r in MATRIX["rows"]}
 PROBED = {
     "habana_driver": ["habana_driver_version"],
     "vllm": [
-        "vllm_install_method", "vllm_wheelhouse_flavor", "vllm_gaudi_release",
-        "vllm_gaudi_build", "vllm_torch_version", "vllm_version", "vllm_ref", "vllm_gaudi_version",
-        "vllm_gaudi_ref", "vllm_fork_ref", "vllm_lmcache_enabled",
+        "vllm_install_method",
+        "vllm_wheelhouse_flavor",
+        "vllm_gaudi_release",
+        "vllm_gaudi_build",
+        "vllm_torch_version",
+        "vllm_version",
+        "vllm_ref",
+        "vllm_gaudi_version",
+        "vllm_gaudi_ref",
+        "vllm_fork_ref",
+        "vllm_lmcache_enabled",
     ],
     "lmcache": ["lmcache_version", "lmcache_apply_hpu_patch"],
     "hpu_patch": ["hpu_patch_python", "hpu_patch_restart_units"],
     "validate": [
-        "validate_endpoint", "validate_model", "validate_venv", "validate_storage_path",
-        "validate_stack_required_packages", "validate_report_dir",
+        "validate_endpoint",
+        "validate_model",
+        "validate_venv",
+        "validate_storage_path",
+        "validate_stack_required_packages",
+        "validate_report_dir",
     ],
 }
 
@@ -59,29 +71,35 @@ def resolve(tmp_path, group_vars=None, extra=None):
     for role, names in PROBED.items():
         (roles / ("probe_" + role) / "defaults").mkdir(parents=True, exist_ok=True)
         (roles / ("probe_" + role) / "tasks").mkdir(parents=True, exist_ok=True)
-        shutil.copy(os.path.join(ROOT, "roles", role, "defaults", "main.yml"),
-                    str(roles / ("probe_" + role) / "defaults" / "main.yml"))
+        shutil.copy(
+            os.path.join(ROOT, "roles", role, "defaults", "main.yml"),
+            str(roles / ("probe_" + role) / "defaults" / "main.yml"),
+        )
         values = "{" + ", ".join("%r: %s" % (n, n) for n in names) + "}"
         (roles / ("probe_" + role) / "tasks" / "main.yml").write_text(
             "---\n- name: Print the resolved values\n  ansible.builtin.debug:\n"
-            "    msg: \"PROBE %s {{ %s | to_json }}\"\n" % (role, values))
+            "    msg: \"PROBE %s {{ %s | to_json }}\"\n" % (role, values)
+        )
     inv = tmp_path / "inventory"
     (inv / "group_vars").mkdir(parents=True, exist_ok=True)
     (inv / "hosts.yml").write_text(
         "all:\n  children:\n    gaudi_nodes:\n      hosts:\n        node1:\n"
         "          ansible_connection: local\n          ansible_python_interpreter: %s\n"
-        "    prefill_nodes:\n      hosts: {}\n" % sys.executable)
+        "    prefill_nodes:\n      hosts: {}\n" % sys.executable
+    )
     (inv / "group_vars" / "gaudi_nodes.yml").write_text("---\n" + yaml.safe_dump(group_vars or {}))
     playbook = tmp_path / "probe.yml"
     playbook.write_text(PLAYBOOK % "\n".join("    - probe_" + r for r in PROBED))
     env = dict(os.environ)
-    env.update({
-        "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
-        "ANSIBLE_ROLES_PATH": str(roles),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-        "ANSIBLE_STDOUT_CALLBACK": "default",
-    })
+    env.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
+            "ANSIBLE_ROLES_PATH": str(roles),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+            "ANSIBLE_STDOUT_CALLBACK": "default",
+        }
+    )
     argv = [tool("ansible-playbook"), "-i", str(inv), str(playbook)]
     for key, value in (extra or {}).items():
         argv += ["-e", json.dumps({key: value})]
@@ -91,8 +109,8 @@ def resolve(tmp_path, group_vars=None, extra=None):
     for line in res.stdout.splitlines():
         line = line.strip()
         if line.startswith('"msg": "PROBE '):
-            text = json.loads(line[len('"msg": '):])
-            role, _, payload = text[len("PROBE "):].partition(" ")
+            text = json.loads(line[len('"msg": ') :])
+            role, _, payload = text[len("PROBE ") :].partition(" ")
             out[role] = json.loads(payload)
     assert set(out) == set(PROBED), res.stdout
     return out
@@ -155,9 +173,18 @@ def test_group_vars_values_reach_each_role(tmp_path):
     assert got["vllm"]["vllm_gaudi_version"] == "0.21.0"
     assert got["lmcache"]["lmcache_version"] == "0.4.7"
     assert got["lmcache"]["lmcache_apply_hpu_patch"] is False
-    assert got["hpu_patch"] == {"hpu_patch_python": "/srv/venv/bin/python", "hpu_patch_restart_units": ["custom.service"]}
-    for key in ("validate_endpoint", "validate_model", "validate_venv", "validate_storage_path",
-                "validate_stack_required_packages", "validate_report_dir"):
+    assert got["hpu_patch"] == {
+        "hpu_patch_python": "/srv/venv/bin/python",
+        "hpu_patch_restart_units": ["custom.service"],
+    }
+    for key in (
+        "validate_endpoint",
+        "validate_model",
+        "validate_venv",
+        "validate_storage_path",
+        "validate_stack_required_packages",
+        "validate_report_dir",
+    ):
         assert got["validate"][key] == group_vars[key], key
 
 
@@ -165,7 +192,10 @@ def test_values_site_yml_used_to_pass_are_derived_in_the_defaults(tmp_path):
     # What site.yml computed per host is now each role's default: first instance's port and
     # model, Mode B storage path, the stages' effect on LMCache, the venv and the patch owner.
     group_vars = {
-        "vllm_instances": [{"name": "a", "model": "org/a", "port": 8123}, {"name": "b", "model": "org/b", "port": 8124}],
+        "vllm_instances": [
+            {"name": "a", "model": "org/a", "port": 8123},
+            {"name": "b", "model": "org/b", "port": 8124},
+        ],
         "vllm_venv": "/srv/vllm",
         "lmcache_mode": "shared",
         "lmcache_shared_path": "/mnt/kv/lmcache",
@@ -182,7 +212,10 @@ def test_values_site_yml_used_to_pass_are_derived_in_the_defaults(tmp_path):
     assert got["validate"]["validate_stack_required_packages"] == ["vllm", "vllm-gaudi"]
     # Under site.yml the hpu_patch stage owns the patch, with the service venv and units.
     assert got["lmcache"]["lmcache_apply_hpu_patch"] is False
-    assert got["hpu_patch"] == {"hpu_patch_python": "/srv/vllm/bin/python", "hpu_patch_restart_units": ["vllm@a", "vllm@b"]}
+    assert got["hpu_patch"] == {
+        "hpu_patch_python": "/srv/vllm/bin/python",
+        "hpu_patch_restart_units": ["vllm@a", "vllm@b"],
+    }
 
     got = resolve(tmp_path, group_vars, extra={"site_run_stages": ["vllm", "lmcache", "validate"]})
     assert got["validate"]["validate_storage_path"] == ""  # no kv_storage stage

@@ -31,17 +31,28 @@ def site(tmp_path, host_vars):
     inv = tmp_path / "hosts.yml"
     node = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     node.update(host_vars)
-    inv.write_text(yaml.safe_dump({"all": {"children": {
-        "gaudi_nodes": {"hosts": {"node1": node}}, "prefill_nodes": {"hosts": {}}}}}))
+    inv.write_text(
+        yaml.safe_dump(
+            {"all": {"children": {"gaudi_nodes": {"hosts": {"node1": node}}, "prefill_nodes": {"hosts": {}}}}}
+        )
+    )
     env = dict(os.environ)
-    env.update({
-        "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-        "ANSIBLE_GATHER_TIMEOUT": "20",
-    })
-    res = subprocess.run([tool("ansible-playbook"), "-i", str(inv), os.path.join(ROOT, "playbooks", "site.yml"),
-                          "--tags", "preflight"], capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False)
+    env.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+            "ANSIBLE_GATHER_TIMEOUT": "20",
+        }
+    )
+    res = subprocess.run(
+        [tool("ansible-playbook"), "-i", str(inv), os.path.join(ROOT, "playbooks", "site.yml"), "--tags", "preflight"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        check=False,
+    )
     return res.returncode, res.stdout + res.stderr
 
 
@@ -82,7 +93,9 @@ def test_old_stage_names_fail_naming_them(tmp_path):
     rc, out = site(tmp_path, {"site_stages": ["driver", "serving", "hpu_patch"]})
     assert rc != 0, out
     assert "unknown stages driver, serving" in out, out
-    assert "Valid stages (the tag names): preflight, habana_driver, kv_storage, vllm, lmcache, hpu_patch, validate" in out
+    assert (
+        "Valid stages (the tag names): preflight, habana_driver, kv_storage, vllm, lmcache, hpu_patch, validate" in out
+    )
 
 
 def test_lmcache_without_vllm_fails(tmp_path):
@@ -108,14 +121,27 @@ def test_driver_pin_off_the_row_fails_naming_both_sides(tmp_path):
 
 
 def test_driver_and_userspace_moved_together_pass(tmp_path):
-    rc, out = site(tmp_path, {"site_stages": ["habana_driver", "vllm"], "habana_driver_version": "1.23.0-695",
-                              "vllm_gaudi_release": "1.23.0", "vllm_gaudi_build": "695"})
+    rc, out = site(
+        tmp_path,
+        {
+            "site_stages": ["habana_driver", "vllm"],
+            "habana_driver_version": "1.23.0-695",
+            "vllm_gaudi_release": "1.23.0",
+            "vllm_gaudi_build": "695",
+        },
+    )
     assert rc == 0, out
 
 
 def test_mismatch_allowed_on_purpose(tmp_path):
-    rc, out = site(tmp_path, {"site_stages": ["habana_driver", "vllm"], "habana_driver_version": "1.22.0-740",
-                              "gaudi_stack_allow_driver_mismatch": True})
+    rc, out = site(
+        tmp_path,
+        {
+            "site_stages": ["habana_driver", "vllm"],
+            "habana_driver_version": "1.22.0-740",
+            "gaudi_stack_allow_driver_mismatch": True,
+        },
+    )
     assert rc == 0, out
 
 

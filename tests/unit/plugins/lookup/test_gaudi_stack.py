@@ -56,7 +56,9 @@ def test_default_row_without_stack(run):
 
 
 def test_fields_of_a_named_row(run):
-    assert run(["habana_driver_version", "gaudi_release", "gaudi_build", "pytorch"], stack="plugin-0.21.0-sw1.24.0") == [
+    assert run(
+        ["habana_driver_version", "gaudi_release", "gaudi_build", "pytorch"], stack="plugin-0.21.0-sw1.24.0"
+    ) == [
         "1.24.0-1007",
         "1.24.0",
         "1007",

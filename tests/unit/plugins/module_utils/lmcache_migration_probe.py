@@ -12,6 +12,7 @@ HpuPlatform: neither CUDA-alike nor XPU) are stand-ins too. With ``pick`` it cal
 (K, V) layers. PROBE_GPU_MIGRATION=0 leaves torch.cuda.is_available() as it is.
 Prints one JSON line.
 """
+
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -60,8 +61,16 @@ def _stand_in(name):
     def __init_subclass__(cls, **kwargs):
         pass
 
-    return _Meta(str(name), (object,), {"__init__": __init__, "__call__": __call__, "__getattr__": __getattr__,
-                                        "__init_subclass__": classmethod(__init_subclass__)})
+    return _Meta(
+        str(name),
+        (object,),
+        {
+            "__init__": __init__,
+            "__call__": __call__,
+            "__getattr__": __getattr__,
+            "__init_subclass__": classmethod(__init_subclass__),
+        },
+    )
 
 
 class _StubModule(types.ModuleType):
@@ -72,13 +81,62 @@ class _StubModule(types.ModuleType):
 
 
 # LMCache's third-party dependencies that this test environment does not install
-STUBS = {"prometheus_client", "msgspec", "zmq", "sortedcontainers", "nvtx", "psutil", "cpuinfo",
-         "redis", "safetensors", "transformers", "infinistore", "cufile", "nixl",
-         "xxhash", "pynvml", "cupy", "aiohttp", "fastapi", "uvicorn", "starlette", "pydantic",
-         "httpx", "requests", "numba", "awscrt", "lmcache_ascend", "mooncake", "valkey", "setproctitle",
-         "cachetools", "blake3", "ray", "sglang", "vllm", "pandas", "cbor2", "hf_xet", "huggingface_hub",
-         "tqdm", "boto3", "botocore", "aiofile", "aiofiles", "caio", "lmcache_ext", "pyzmq",
-         "torchac_cuda", "hiredis", "grpc", "google", "uvloop", "kvikio", "zstandard", "lz4"}
+STUBS = {
+    "prometheus_client",
+    "msgspec",
+    "zmq",
+    "sortedcontainers",
+    "nvtx",
+    "psutil",
+    "cpuinfo",
+    "redis",
+    "safetensors",
+    "transformers",
+    "infinistore",
+    "cufile",
+    "nixl",
+    "xxhash",
+    "pynvml",
+    "cupy",
+    "aiohttp",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "pydantic",
+    "httpx",
+    "requests",
+    "numba",
+    "awscrt",
+    "lmcache_ascend",
+    "mooncake",
+    "valkey",
+    "setproctitle",
+    "cachetools",
+    "blake3",
+    "ray",
+    "sglang",
+    "vllm",
+    "pandas",
+    "cbor2",
+    "hf_xet",
+    "huggingface_hub",
+    "tqdm",
+    "boto3",
+    "botocore",
+    "aiofile",
+    "aiofiles",
+    "caio",
+    "lmcache_ext",
+    "pyzmq",
+    "torchac_cuda",
+    "hiredis",
+    "grpc",
+    "google",
+    "uvloop",
+    "kvikio",
+    "zstandard",
+    "lz4",
+}
 
 
 class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -116,9 +174,13 @@ sys.meta_path.insert(0, Finder())
 
 if os.environ.get("PROBE_GPU_MIGRATION", "1") == "1":
     torch.cuda.is_available = lambda: True  # what PT_HPU_GPU_MIGRATION=1 reports on Gaudi
+
+
 def _no_stream(*a, **k):
     events["cuda_stream"] += 1
     raise RuntimeError("torch.cuda.Stream on Gaudi")
+
+
 torch.cuda.Stream = _no_stream
 hpu = types.ModuleType("torch.hpu")
 hpu.is_available = lambda: True
@@ -157,18 +219,22 @@ pick = None
 if len(sys.argv) > 3 and sys.argv[3] == "pick":
     try:
         from lmcache.v1.gpu_connector import CreateGPUConnector
+
         try:
             from lmcache.utils import EngineType
+
             engine = EngineType.VLLM
         except ImportError:
             engine = "vllm"
+
         class Config(types.SimpleNamespace):
             def __getattr__(self, name):  # every other switch of LMCacheEngineConfig: off
                 return None
 
         config = Config(use_layerwise=False, enable_blending=False, use_gpu_connector_v3=False)
-        meta = types.SimpleNamespace(local_worker_id=3, kv_shape=(2, 2, 16, 2, 4), kv_dtype=torch.float32,
-                                     use_mla=False, chunk_size=16)
+        meta = types.SimpleNamespace(
+            local_worker_id=3, kv_shape=(2, 2, 16, 2, 4), kv_dtype=torch.float32, use_mla=False, chunk_size=16
+        )
         conn = CreateGPUConnector(config, meta, engine)
         pick = {"class": type(conn).__name__, "module": type(conn).__module__}
         k, v = torch.zeros(4, 16, 2, 4), torch.zeros(4, 16, 2, 4)
@@ -184,5 +250,6 @@ if len(sys.argv) > 3 and sys.argv[3] == "pick":
             pick["kvcaches"] = "%s: %s" % (type(exc).__name__, exc)
     except BaseException as exc:
         import traceback
+
         pick = {"error": "%s: %s" % (type(exc).__name__, exc), "tb": traceback.format_exc()[-1500:]}
 print(json.dumps({"imports": out, "events": events, "pick": pick}))

@@ -26,8 +26,23 @@ import urllib.request
 import zipfile
 
 ALL_RELEASES = (
-    ["0.3.0", "0.3.1", "0.3.1.post1", "0.3.2", "0.3.3", "0.3.4", "0.3.5", "0.3.6", "0.3.7",
-     "0.3.9", "0.3.9.post1", "0.3.9.post2", "0.3.10", "0.3.10.post1", "0.3.10.post2"]
+    [
+        "0.3.0",
+        "0.3.1",
+        "0.3.1.post1",
+        "0.3.2",
+        "0.3.3",
+        "0.3.4",
+        "0.3.5",
+        "0.3.6",
+        "0.3.7",
+        "0.3.9",
+        "0.3.9.post1",
+        "0.3.9.post2",
+        "0.3.10",
+        "0.3.10.post1",
+        "0.3.10.post2",
+    ]
     + ["0.3.%d" % i for i in range(11, 16)]
     + ["0.4.%d" % i for i in range(1, 8)]
     + ["0.5.%d" % i for i in range(0, 7)]
@@ -50,14 +65,17 @@ def cache_root():
 
 
 def _cached(d, version):
-    return sorted(glob.glob(os.path.join(d, "lmcache-%s-*.whl" % version))
-                  + glob.glob(os.path.join(d, "lmcache-%s.tar.gz" % version)))
+    return sorted(
+        glob.glob(os.path.join(d, "lmcache-%s-*.whl" % version))
+        + glob.glob(os.path.join(d, "lmcache-%s.tar.gz" % version))
+    )
 
 
 def _fetch_sdist(version, d):
     """Fetch lmcache-<version>.tar.gz through PyPI's simple index (JSON), sha256-checked."""
-    req = urllib.request.Request("https://pypi.org/simple/lmcache/",
-                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    req = urllib.request.Request(
+        "https://pypi.org/simple/lmcache/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         index = json.loads(resp.read().decode("utf-8"))
     name = "lmcache-%s.tar.gz" % version
@@ -90,10 +108,20 @@ def wheel_path(version):
         if version in SDIST_ONLY:
             _fetch_sdist(version, d)
         else:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                   "--disable-pip-version-check", "lmcache==%s" % version, "-d", d]
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
-                                  check=False)
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "lmcache==%s" % version,
+                "-d",
+                d,
+            ]
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900, check=False)
             detail = proc.stdout.decode("utf-8", "replace")[-2000:]
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         detail = "%s: %s" % (type(exc).__name__, exc)
@@ -103,7 +131,8 @@ def wheel_path(version):
     raise AssertionError(
         "LMCache %s is not cached in %s and could not be downloaded from PyPI; these tests need "
         "the real releases (run once with network access, or deselect them with -m 'not network'):\n%s"
-        % (version, d, detail))
+        % (version, d, detail)
+    )
 
 
 def source_dir(version):
@@ -118,8 +147,9 @@ def source_dir(version):
     os.makedirs(tmp)
     if archive.endswith(".whl"):
         with zipfile.ZipFile(archive) as zf:
-            members = [n for n in zf.namelist()
-                       if n.startswith("lmcache/") or n.split("/", 1)[0].endswith(".dist-info")]
+            members = [
+                n for n in zf.namelist() if n.startswith("lmcache/") or n.split("/", 1)[0].endswith(".dist-info")
+            ]
             zf.extractall(tmp, members)
     else:
         # sdist (0.3.0): take lmcache/ and turn PKG-INFO into a dist-info METADATA (no RECORD)
@@ -152,10 +182,11 @@ def make_site(version, dest, full=False):
     if full:
         shutil.copytree(os.path.join(src, "lmcache"), os.path.join(dest, "lmcache"))
         return dest
-    shutil.copytree(os.path.join(src, "lmcache"), os.path.join(dest, "lmcache"),
-                    ignore=lambda d, names: [n for n in names
-                                             if not n.endswith(".py")
-                                             and not os.path.isdir(os.path.join(d, n))])
+    shutil.copytree(
+        os.path.join(src, "lmcache"),
+        os.path.join(dest, "lmcache"),
+        ignore=lambda d, names: [n for n in names if not n.endswith(".py") and not os.path.isdir(os.path.join(d, n))],
+    )
     return dest
 
 
@@ -178,7 +209,7 @@ def record_hashes(site):
             for line in f:
                 parts = line.strip().rsplit(",", 2)
                 if len(parts) == 3 and parts[0].startswith("lmcache/") and parts[1].startswith("sha256="):
-                    b64 = parts[1][len("sha256="):]
+                    b64 = parts[1][len("sha256=") :]
                     raw = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
                     out[parts[0]] = binascii.hexlify(raw).decode("ascii")
     return out

@@ -43,14 +43,36 @@ CSV_HEADER_UNITS = """\
 index, name, bus_id, driver_version, uuid, module_id, memory.total [MiB], memory.free [MiB], memory.used [MiB]
 0, HL-325L, 0000:3b:00.0, 1.24.1-b336d5e, 01P4-HL3090A0-18-UAN071-12-03-01, 1, 131072 MiB, 130400 MiB, 672 MiB
 """
-CSV_HEADER_UNITS_FIELDS = ['index', 'name', 'bus_id', 'driver_version', 'uuid', 'module_id',
-                           'memory.total', 'memory.free', 'memory.used']
+CSV_HEADER_UNITS_FIELDS = [
+    'index',
+    'name',
+    'bus_id',
+    'driver_version',
+    'uuid',
+    'module_id',
+    'memory.total',
+    'memory.free',
+    'memory.used',
+]
 
 # Real noheader line with units (the shape lablup/all-smi parses from hl-smi).
-CSV_NOHEADER_FIELDS = ['index', 'uuid', 'name', 'driver_version', 'memory.total', 'memory.used',
-                       'memory.free', 'power.draw', 'power.max', 'temperature.aip', 'utilization.aip']
-CSV_NOHEADER = ("0, 01P4-HL3090A0-18-U4V193-22-07-00, HL-325L, 1.22.1-97ec1a4, 131072 MiB, 672 MiB, "
-                "130400 MiB, 226 W, 850 W, 36 C, 0 %\n")
+CSV_NOHEADER_FIELDS = [
+    'index',
+    'uuid',
+    'name',
+    'driver_version',
+    'memory.total',
+    'memory.used',
+    'memory.free',
+    'power.draw',
+    'power.max',
+    'temperature.aip',
+    'utilization.aip',
+]
+CSV_NOHEADER = (
+    "0, 01P4-HL3090A0-18-U4V193-22-07-00, HL-325L, 1.22.1-97ec1a4, 131072 MiB, 672 MiB, "
+    "130400 MiB, 226 W, 850 W, 36 C, 0 %\n"
+)
 
 # The vendor health screen's query, -f csv,noheader (values keep their units).
 HEALTH_FIELDS = ['index', 'module_id', 'bus_id', 'memory.used', 'temperature.aip', 'name']
@@ -60,24 +82,25 @@ HEALTH_NOHEADER = "0, 1, 0000:4d:00.0, 768 MiB, 31 C, HL-225\n1, 0, 0000:4e:00.0
 CSV_NOUNITS = "0, HL-325L, 0000:3b:00.0, 1.24.1-b336d5e, 01P4-HL3090A0-18-UAN071-12-03-01, 1, 131072, 130400, 672\n"
 
 # Real firmware line from `hl-smi -L | grep SPI`.
-SPI_LINE = ("Firmware [SPI] Version : Preboot version hl-gaudi2-1.20.0-fw-58.0.0-sec-9 "
-            "(Jan 16 2025 - 17:51:04)")
+SPI_LINE = "Firmware [SPI] Version : Preboot version hl-gaudi2-1.20.0-fw-58.0.0-sec-9 (Jan 16 2025 - 17:51:04)"
 
 
 def test_csv_with_header_and_units():
     devices, warnings = parse_csv(CSV_HEADER_UNITS)
     assert warnings == []
-    assert devices == [{
-        'index': 0,
-        'name': 'HL-325L',
-        'bus_id': '0000:3b:00.0',
-        'driver_version': '1.24.1-b336d5e',
-        'uuid': '01P4-HL3090A0-18-UAN071-12-03-01',
-        'module_id': 1,
-        'memory_total_bytes': 131072 * MIB,
-        'memory_free_bytes': 130400 * MIB,
-        'memory_used_bytes': 672 * MIB,
-    }]
+    assert devices == [
+        {
+            'index': 0,
+            'name': 'HL-325L',
+            'bus_id': '0000:3b:00.0',
+            'driver_version': '1.24.1-b336d5e',
+            'uuid': '01P4-HL3090A0-18-UAN071-12-03-01',
+            'module_id': 1,
+            'memory_total_bytes': 131072 * MIB,
+            'memory_free_bytes': 130400 * MIB,
+            'memory_used_bytes': 672 * MIB,
+        }
+    ]
 
 
 def test_header_wins_over_the_requested_field_order():
@@ -130,7 +153,12 @@ def test_not_available_values_become_none():
 
 
 def test_malformed_line_is_skipped_with_a_warning():
-    text = CSV_HEADER_UNITS + "1, HL-325L, 0000:3c:00.0\n" + CSV_HEADER_UNITS.splitlines()[1].replace('0, ', '2, ', 1) + "\n"
+    text = (
+        CSV_HEADER_UNITS
+        + "1, HL-325L, 0000:3c:00.0\n"
+        + CSV_HEADER_UNITS.splitlines()[1].replace('0, ', '2, ', 1)
+        + "\n"
+    )
     devices, warnings = parse_csv(text)
     assert [d['index'] for d in devices] == [0, 2]
     assert len(warnings) == 1
@@ -170,32 +198,38 @@ def test_default_table_versions_and_device():
     assert table['hl_smi_version'] == 'hl-1.18.0-fw-53.1.1.1'
     assert table['driver_version'] == '1.18.0-ee698fb'
     assert table['nic_driver_version'] is None
-    assert table['devices'] == [{
-        'index': 0,
-        'name': 'HL-225',
-        'bus_id': '0000:4d:00.0',
-        'temperature_c': 31,
-        'power_draw_w': 81,
-        'power_cap_w': 600,
-        'memory_used_bytes': 768 * MIB,
-        'memory_total_bytes': 98304 * MIB,
-        'utilization_percent': 0,
-    }]
+    assert table['devices'] == [
+        {
+            'index': 0,
+            'name': 'HL-225',
+            'bus_id': '0000:4d:00.0',
+            'temperature_c': 31,
+            'power_draw_w': 81,
+            'power_cap_w': 600,
+            'memory_used_bytes': 768 * MIB,
+            'memory_total_bytes': 98304 * MIB,
+            'utilization_percent': 0,
+        }
+    ]
 
 
 def test_default_table_with_nic_driver_row():
     text = TABLE_GAUDI2.replace(
         "|-------------------------------+----------------------+----------------------+\n| AIP",
         "| Nic Driver Version:                                 1.20.0-e4fe12d          |\n"
-        "|-------------------------------+----------------------+----------------------+\n| AIP", 1)
+        "|-------------------------------+----------------------+----------------------+\n| AIP",
+        1,
+    )
     table = parse_table(text)
     assert table['driver_version'] == '1.18.0-ee698fb'
     assert table['nic_driver_version'] == '1.20.0-e4fe12d'
 
 
 def test_default_table_gaudi3_row():
-    text = ("|   3  HL-325L             N/A  | 0000:34:00.0     N/A |                   0  |\n"
-            "| N/A   36C   N/A   226W / 900W |   672MiB / 131072MiB |     7%           N/A |\n")
+    text = (
+        "|   3  HL-325L             N/A  | 0000:34:00.0     N/A |                   0  |\n"
+        "| N/A   36C   N/A   226W / 900W |   672MiB / 131072MiB |     7%           N/A |\n"
+    )
     dev = parse_table(text)['devices'][0]
     assert (dev['index'], dev['name'], dev['bus_id']) == (3, 'HL-325L', '0000:34:00.0')
     assert dev['power_cap_w'] == 900
@@ -210,12 +244,14 @@ def test_firmware_spi_line():
 
 
 def test_firmware_lines_per_device_section():
-    text = ("Driver Version : 1.22.0-abc1234\n"
-            "[0] AIP (accel0) 0000:19:00.0\n"
-            "    Firmware [SPI] Version                : Preboot version hl-gaudi3-1.22.0-fw-61.3.2-sec-9 (x)\n"
-            "    Firmware [FIT] Version                : fit-a\n"
-            "[1] AIP (accel1) 0000:1a:00.0\n"
-            "    Firmware [SPI] Version                : Preboot version hl-gaudi3-1.22.0-fw-61.3.2-sec-9 (x)\n")
+    text = (
+        "Driver Version : 1.22.0-abc1234\n"
+        "[0] AIP (accel0) 0000:19:00.0\n"
+        "    Firmware [SPI] Version                : Preboot version hl-gaudi3-1.22.0-fw-61.3.2-sec-9 (x)\n"
+        "    Firmware [FIT] Version                : fit-a\n"
+        "[1] AIP (accel1) 0000:1a:00.0\n"
+        "    Firmware [SPI] Version                : Preboot version hl-gaudi3-1.22.0-fw-61.3.2-sec-9 (x)\n"
+    )
     fw = parse_firmware(text)
     assert sorted(fw) == [0, 1]
     assert fw[0]['FIT'] == 'fit-a'
@@ -227,10 +263,18 @@ def test_firmware_number_from_hl_smi_version():
     assert firmware_number('no firmware here') is None
 
 
-@pytest.mark.parametrize('name,family', [
-    ('HL-225', 'Gaudi2'), ('HL-288', 'Gaudi2'), ('HL-325L', 'Gaudi3'), ('HL-338', 'Gaudi3'),
-    ('HL-205', 'Gaudi'), ('Something', 'unknown'), (None, 'unknown'),
-])
+@pytest.mark.parametrize(
+    'name,family',
+    [
+        ('HL-225', 'Gaudi2'),
+        ('HL-288', 'Gaudi2'),
+        ('HL-325L', 'Gaudi3'),
+        ('HL-338', 'Gaudi3'),
+        ('HL-205', 'Gaudi'),
+        ('Something', 'unknown'),
+        (None, 'unknown'),
+    ],
+)
 def test_family_from_name(name, family):
     assert family_from_name(name) == family
 

@@ -51,8 +51,9 @@ class StandInDeviceModule:
 
 def stand_in_torch(hpu, cuda):
     """A stand-in ``torch`` namespace: real torch.device, stand-in device modules."""
-    t = types.SimpleNamespace(device=torch.device, cuda=cuda, bool=torch.bool, long=torch.long,
-                              ones=torch.ones, Size=torch.Size)
+    t = types.SimpleNamespace(
+        device=torch.device, cuda=cuda, bool=torch.bool, long=torch.long, ones=torch.ones, Size=torch.Size
+    )
     if hpu is not None:
         t.hpu = hpu
     return t
@@ -111,6 +112,7 @@ def lmcache_packages(monkeypatch):
             mod.__path__ = [os.path.join(site, rel)]
             monkeypatch.setitem(sys.modules, name, mod)
         monkeypatch.delitem(sys.modules, "lmcache.v1.gaudi_hpu_connector", raising=False)
+
     return install
 
 
@@ -149,19 +151,29 @@ def adapter_namespace(fake_torch, rank, use_layerwise=False):
     cfg = Cfg()
     cfg.use_layerwise = use_layerwise
     model = types.SimpleNamespace(
-        model="m", dtype="bf16",
-        get_num_layers=lambda pc: 32, get_num_kv_heads=lambda pc: 8, get_head_size=lambda: 128)
+        model="m", dtype="bf16", get_num_layers=lambda pc: 32, get_num_kv_heads=lambda pc: 8, get_head_size=lambda: 128
+    )
     vllm_config = types.SimpleNamespace(
         model_config=model,
         parallel_config=types.SimpleNamespace(rank=rank, world_size=8),
-        cache_config=types.SimpleNamespace(cache_dtype="auto"))
+        cache_config=types.SimpleNamespace(cache_dtype="auto"),
+    )
     ns = Namespace(
-        torch=fake_torch, LMCacheEngineBuilder=Builder, LMCacheEngineConfig=Cfg, ENGINE_NAME="e",
-        get_kv_cache_torch_dtype=lambda *a: torch.bfloat16, mla_enabled=lambda mc: False,
-        _calculate_draft_layers=lambda *a: 0, _calculate_mtp_layers=lambda *a: 0,
-        need_gpu_interm_buffer=lambda c: False, LMCacheEngineMetadata=Recorder,
-        VLLMPagedMemGPUConnectorV2=Recorder, VLLMPagedMemLayerwiseGPUConnector=Recorder,
-        VLLMBufferLayerwiseGPUConnector=Recorder, logger=Anything())
+        torch=fake_torch,
+        LMCacheEngineBuilder=Builder,
+        LMCacheEngineConfig=Cfg,
+        ENGINE_NAME="e",
+        get_kv_cache_torch_dtype=lambda *a: torch.bfloat16,
+        mla_enabled=lambda mc: False,
+        _calculate_draft_layers=lambda *a: 0,
+        _calculate_mtp_layers=lambda *a: 0,
+        need_gpu_interm_buffer=lambda c: False,
+        LMCacheEngineMetadata=Recorder,
+        VLLMPagedMemGPUConnectorV2=Recorder,
+        VLLMPagedMemLayerwiseGPUConnector=Recorder,
+        VLLMBufferLayerwiseGPUConnector=Recorder,
+        logger=Anything(),
+    )
     return ns, cfg, vllm_config, calls
 
 
@@ -205,7 +217,8 @@ def test_patched_adapter_refuses_layerwise_on_hpu(tmp_path, lmcache_packages):
     site = patched_site("0.3.9", tmp_path)
     lmcache_packages(site)
     ns, cfg, vcfg, _calls = adapter_namespace(
-        stand_in_torch(StandInDeviceModule(True, 8), StandInDeviceModule(True, 8)), rank=0, use_layerwise=True)
+        stand_in_torch(StandInDeviceModule(True, 8), StandInDeviceModule(True, 8)), rank=0, use_layerwise=True
+    )
     fn = load_patched(os.path.join(site, hp.ADAPTER), "_init_lmcache_engine", ns)
     with pytest.raises(ValueError, match="layerwise"):
         init_engine(fn, cfg, vcfg)
@@ -257,8 +270,12 @@ def test_patched_create_gpu_connector_0_4_2(tmp_path, monkeypatch, lmcache_packa
     pkg = types.ModuleType("lmcache.v1.gpu_connector")
     pkg.__path__ = []
     conns = types.ModuleType("lmcache.v1.gpu_connector.gpu_connectors")
-    for name in ("VLLMBufferLayerwiseGPUConnector", "VLLMPagedMemGPUConnectorV2",
-                 "VLLMPagedMemGPUConnectorV3", "VLLMPagedMemLayerwiseGPUConnector"):
+    for name in (
+        "VLLMBufferLayerwiseGPUConnector",
+        "VLLMPagedMemGPUConnectorV2",
+        "VLLMPagedMemGPUConnectorV3",
+        "VLLMPagedMemLayerwiseGPUConnector",
+    ):
         setattr(conns, name, Recorder)
     monkeypatch.setitem(sys.modules, "lmcache.v1.gpu_connector", pkg)
     monkeypatch.setitem(sys.modules, "lmcache.v1.gpu_connector.gpu_connectors", conns)
@@ -267,10 +284,12 @@ def test_patched_create_gpu_connector_0_4_2(tmp_path, monkeypatch, lmcache_packa
         torch=stand_in_torch(hpu, StandInDeviceModule(True, 8)),
         get_vllm_torch_dev=lambda: (hpu, "hpu"),
         need_gpu_interm_buffer=lambda c: False,
-        EngineType=types.SimpleNamespace(SGLANG="sglang", VLLM="vllm", MOCK="mock"))
+        EngineType=types.SimpleNamespace(SGLANG="sglang", VLLM="vllm", MOCK="mock"),
+    )
     fn = load_patched(os.path.join(site, hp.CONNECTOR_INIT), "CreateGPUConnector", ns)
-    meta = types.SimpleNamespace(local_worker_id=3, kv_shape=(32, 2, 256, 8, 128),
-                                 kv_dtype=torch.bfloat16, use_mla=False)
+    meta = types.SimpleNamespace(
+        local_worker_id=3, kv_shape=(32, 2, 256, 8, 128), kv_dtype=torch.bfloat16, use_mla=False
+    )
     conn = fn(types.SimpleNamespace(use_layerwise=False), meta, "vllm")
     assert type(conn).__module__ == "lmcache.v1.gaudi_hpu_connector"
     assert conn.device == torch.device("hpu:3") and hpu.current == 3
@@ -282,13 +301,18 @@ def test_patched_create_gpu_connector_0_4_2(tmp_path, monkeypatch, lmcache_packa
 # --- GPU migration: LMCache's own engine modules, imported for real --------------------------
 
 PROBE = os.path.join(HERE, "lmcache_migration_probe.py")
-ENGINE_MODULES = ["lmcache.v1.memory_management", "lmcache.v1.cache_engine", "lmcache.v1.storage_backend",
-                  "lmcache.v1.gpu_connector"]
+ENGINE_MODULES = [
+    "lmcache.v1.memory_management",
+    "lmcache.v1.cache_engine",
+    "lmcache.v1.storage_backend",
+    "lmcache.v1.gpu_connector",
+]
 
 
 def probe(site, pick):
     import json
     import subprocess
+
     args = [sys.executable, PROBE, site, ",".join(ENGINE_MODULES)] + (["pick"] if pick else [])
     out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
     assert out.returncode == 0, out.stderr.decode()[-3000:]
@@ -311,8 +335,11 @@ def test_engine_modules_import_under_gpu_migration(version, tmp_path):
     assert after["events"]["c_ops"] == 0 and after["events"]["cuda_stream"] == 0, after
     if after["pick"] is not None:
         shape = hp.classify(site)["shape"]
-        module = ("lmcache.v1.gpu_connector.hpu_connector" if shape == "hpu_connector_kv_pairs"
-                  else "lmcache.v1.gaudi_hpu_connector")
+        module = (
+            "lmcache.v1.gpu_connector.hpu_connector"
+            if shape == "hpu_connector_kv_pairs"
+            else "lmcache.v1.gaudi_hpu_connector"
+        )
         assert after["pick"] == {"class": "VLLMPagedMemHPUConnectorV2", "module": module, "kvcaches": "kept"}, after
 
 
@@ -321,6 +348,7 @@ def test_native_connector_of_0_4_3_fails_on_kv_pairs_until_patched(tmp_path):
     .is_contiguous() on each layer: vLLM-Gaudi's (K, V) TensorTuple has no such method."""
     import json
     import subprocess
+
     pristine = W.make_site("0.4.3", str(tmp_path / "pristine"))
     env = dict(os.environ, PROBE_GPU_MIGRATION="0")
     out = subprocess.check_output([sys.executable, PROBE, pristine, "lmcache.v1.gpu_connector", "pick"], env=env)

