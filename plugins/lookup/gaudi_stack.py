@@ -9,7 +9,8 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 name: gaudi_stack
-author: gaudi.vllm_lmcache maintainers
+author:
+  - gaudi.vllm_lmcache maintainers (@gaudi-vllm-lmcache)
 version_added: 0.1.0
 short_description: Read the versions of one Intel Gaudi serving stack from the collection's matrix
 description:

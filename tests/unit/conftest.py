@@ -5,6 +5,7 @@ tests link it into ``.collections/`` at the repository root (the same link that 
 Makefile creates) and put that directory on ``sys.path``.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -55,9 +56,7 @@ def _patch_module_args_polyfill():
     sys.modules["ansible.module_utils.testing"] = module
 
 
-try:
-    import ansible.module_utils.testing  # noqa: F401
-except ImportError:
+if importlib.util.find_spec("ansible.module_utils.testing") is None:
     _patch_module_args_polyfill()
 
 

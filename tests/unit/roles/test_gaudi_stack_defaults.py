@@ -110,7 +110,7 @@ def resolve(tmp_path, group_vars=None, extra=None):
         line = line.strip()
         if line.startswith('"msg": "PROBE '):
             text = json.loads(line[len('"msg": ') :])
-            role, _, payload = text[len("PROBE ") :].partition(" ")
+            role, payload = text[len("PROBE ") :].split(" ", 1)
             out[role] = json.loads(payload)
     assert set(out) == set(PROBED), res.stdout
     return out

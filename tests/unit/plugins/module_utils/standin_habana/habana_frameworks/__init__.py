@@ -1,1 +1,0 @@
-"""STAND-IN for the habana_frameworks namespace (test double, no device code)."""

@@ -1,1 +1,0 @@
-"""STAND-IN for habana_frameworks.torch (test double, no device code)."""
