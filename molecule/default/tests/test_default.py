@@ -15,7 +15,8 @@ SITE = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "site.yml")
 
 
 def run_site(*extra_vars):
-    cmd = ["ansible-playbook", "-i", INVENTORY, SITE, "-e", "site_stages=['preflight']"]
+    # JSON, so site_stages is a list (key=value extra vars are strings, which site.yml refuses).
+    cmd = ["ansible-playbook", "-i", INVENTORY, SITE, "-e", '{"site_stages": ["preflight"]}']
     for extra in extra_vars:
         cmd += ["-e", extra]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
