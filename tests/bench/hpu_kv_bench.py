@@ -25,11 +25,9 @@ round trip is checked for exactness against ``index_select`` first.
 
 import argparse
 import enum
-import glob
 import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -39,6 +37,7 @@ import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SRC = os.path.join(ROOT, "plugins", "module_utils", "hpu_kv_transfer.py")
+WHEELS = os.path.join(ROOT, "tests", "unit", "plugins", "module_utils", "lmcache_wheels.py")
 NATIVE_PATH = "lmcache/v1/gpu_connector/hpu_connector.py"
 
 
@@ -49,40 +48,14 @@ def load_connector():
     return mod
 
 
-def cache_root():
-    base = os.environ.get("GVL_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "gaudi-vllm-lmcache")
-    return base
-
-
 def native_source(version):
-    """Text of LMCache ``version``'s hpu_connector.py from its wheel (cached)."""
-    d = os.path.join(cache_root(), "lmcache-wheels")
-    os.makedirs(d, exist_ok=True)
-    pattern = os.path.join(d, "lmcache-%s-*.whl" % version)
-    if not glob.glob(pattern):
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            "-q",
-            "lmcache==%s" % version,
-            "-d",
-            d,
-        ]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-        if not glob.glob(pattern):
-            raise RuntimeError(
-                "pip download lmcache==%s failed: %s" % (version, proc.stdout.decode(errors="replace").strip()[-300:])
-            )
-    with zipfile.ZipFile(sorted(glob.glob(pattern))[0]) as zf:
+    """Text of LMCache ``version``'s hpu_connector.py from its wheel, fetched and cached by the
+    unit tests' lmcache_wheels helper (one cache, one download path)."""
+    spec = importlib.util.spec_from_file_location("lmcache_wheels", WHEELS)
+    wheels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wheels)
+    wheel = wheels.wheel_path(version)
+    with zipfile.ZipFile(wheel) as zf:
         try:
             return zf.read(NATIVE_PATH).decode()
         except KeyError:
