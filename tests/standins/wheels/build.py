@@ -53,6 +53,11 @@ def build(src_dir, out_dir, versions=None):
                     ('__version__ = "%s"' % meta["version"]).encode(), ('__version__ = "%s"' % version).encode()
                 )
             files.append((os.path.relpath(full, root).replace(os.sep, "/"), data))
+    # "extra_files": {"path/in/wheel.py": "path relative to this stand-in's directory"}: one
+    # source shared with other tests (e.g. vllm/standin_cli.py is ../../openai_server.py).
+    for dest, rel in sorted(meta.get("extra_files", {}).items()):
+        with open(os.path.normpath(os.path.join(src_dir, rel)), "rb") as fh:
+            files.append((dest, fh.read()))
     metadata = [
         "Metadata-Version: 2.1",
         "Name: %s" % meta["name"],
