@@ -31,6 +31,8 @@ class Metrics(object):
         busy = self.reads <= self.busy_reads
         if not self.gauges:
             return "# HELP vllm_standin_up\nvllm_standin_up 1\n"
+        if self.gauges == "running":  # one gauge only: whether requests wait is unknown
+            return 'vllm:num_requests_running{model_name="m"} 0.0\n'
         return (
             "# TYPE vllm:num_requests_running gauge\n"
             'vllm:num_requests_running{engine="0",model_name="m"} %s\n'
@@ -148,6 +150,10 @@ def test_missing_gauges_fail_unless_allowed(tmp_path):
     rc, out, _ = run(tmp_path, port, {"vllm_drain_timeout": 60, "vllm_drain_require_metrics": False})
     server.shutdown()
     assert rc == 0, out
+    server = serve(Metrics(gauges="running"))
+    rc, out, _ = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 60})
+    server.shutdown()
+    assert rc != 0 and "has no vllm:num_requests_running / vllm:num_requests_waiting gauges" in out, out
 
 
 def test_an_instance_that_does_not_answer_has_nothing_to_drain(tmp_path):
