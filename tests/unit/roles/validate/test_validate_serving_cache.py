@@ -174,3 +174,28 @@ def test_restart_text_must_match(server, tmp_path):
 def test_prime_only_needs_a_nonce():
     with pytest.raises(SystemExit):
         gv.parse_args(["--endpoint", "http://127.0.0.1:1", "--prime-only"])
+
+
+def test_reports_with_the_new_figures_match_the_schema(server, tmp_path):
+    import jsonschema
+
+    shared = str(tmp_path / "shared")
+    dummy, writer_url = server(shared_dir=shared)
+    dummy, reader_url = server(shared_dir=shared, degraded=False)
+    dummy, degraded_url = server(degraded=True, cold_delay=0.0)
+    common = ["--tiers", "serving", "--required", "serving", "--prompt-tokens", "128", "--hits-settle-s", "0.2"]
+    common += ["--speedup-threshold", "1.0", "--warm-repeats", "1"]
+    validator = jsonschema.Draft7Validator(lib.schema())
+    runs = [
+        (writer_url, ["--prime-only", "--nonce", "peer-9"], 0),
+        (reader_url, ["--cross-node-nonce", "peer-9", "--cross-node-peer", "node-a"], 0),
+        (degraded_url, [], 1),
+    ]
+    for i, (url, extra, want_rc) in enumerate(runs):
+        out = str(tmp_path / ("r%d.json" % i))
+        rc, report, stdout, stderr = lib.run_script(["--endpoint", url, "--output", out] + common + extra)
+        assert rc == want_rc, stdout + stderr
+        validator.validate(report)
+        assert report["schema_version"] == "1.2"
+    figs = report["tiers"]["serving"]["figures"]
+    assert figs["degraded"]["detected"] and "caches nothing" in report["tiers"]["serving"]["reason"]
