@@ -181,6 +181,17 @@ def check_values(options, values, prefix=''):
     return out
 
 
+def strings_in(value):
+    """Every non-empty string inside a value (to mask the values of no_log options)."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in strings_in(v)]
+    return [str(value)] if value is not None else []
+
+
 def _as_bool(value, default=False):
     if isinstance(value, bool):
         return value

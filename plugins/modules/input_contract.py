@@ -28,6 +28,8 @@ description:
     the LMCache CPU caches fit in the node's memory).
   - Values of options marked C(no_log) are never shown.
   - Changes nothing; runs the same in check mode.
+  - An action plugin of the same name runs the checks on the control node (they need nothing
+    from the managed node), like M(ansible.builtin.assert).
 options:
   argument_spec:
     description: The C(options) mapping of one entry point of a role's C(meta/argument_specs.yml).
@@ -100,17 +102,7 @@ violations:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._input_contract import check
-
-
-def _strings(value):
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in _strings(v)]
-    return [str(value)] if value is not None else []
+from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._input_contract import check, strings_in
 
 
 def main():
@@ -128,7 +120,7 @@ def main():
     # Values of no_log options never come back, not even in the invocation arguments.
     for name, option in (params['argument_spec'] or {}).items():
         if isinstance(option, dict) and option.get('no_log') and name in (params['values'] or {}):
-            for secret in _strings(params['values'][name]):
+            for secret in strings_in(params['values'][name]):
                 module.no_log_values.add(secret)
     violations = check(
         argument_spec=params['argument_spec'],
