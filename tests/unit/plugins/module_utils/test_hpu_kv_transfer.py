@@ -341,3 +341,140 @@ def test_no_cuda_only_calls_in_connector_source():
     src = inspect.getsource(kt)
     for bad in ("torch.cuda", ".cuda(", "c_ops", "import lmcache", "from lmcache"):
         assert bad not in src.split('"""', 2)[2], bad
+
+
+# -- the CPU fast paths: wide element types, block-granular pieces ---------------------
+
+
+def test_block_granular_chunks_split_into_head_run_whole_blocks_tail_run():
+    plan = kt.CachePlan(make_layers("pairs", 1, torch.float16, seed=40)[0])
+    # a chunk that starts 5 slots into block 7, then blocks 2 and 9, then 3 slots of block 4
+    sm = torch.cat(
+        [
+            torch.arange(7 * BLOCK + 5, 8 * BLOCK),
+            torch.arange(2 * BLOCK, 3 * BLOCK),
+            torch.arange(9 * BLOCK, 10 * BLOCK),
+            torch.arange(4 * BLOCK, 4 * BLOCK + 3),
+        ]
+    )
+    pieces = plan.chunk(sm)
+    assert [p[0] for p in pieces] == ["run", "blocks", "run"]
+    head = BLOCK - 5
+    assert pieces[0][1:] == (0, head, 7 * BLOCK + 5)
+    assert pieces[1][1:3] == (head, head + 2 * BLOCK) and pieces[1][3].tolist() == [2, 9]
+    assert pieces[2][1:] == (head + 2 * BLOCK, head + 2 * BLOCK + 3, 4 * BLOCK)
+    # consecutive blocks are one run; a break inside a block is not block-granular
+    assert [p[0] for p in plan.chunk(torch.arange(3 * BLOCK, 6 * BLOCK))] == ["run"]
+    broken = torch.cat([torch.arange(2 * BLOCK, 2 * BLOCK + 4), torch.arange(9 * BLOCK, 10 * BLOCK)])
+    assert [p[0] for p in plan.chunk(broken)] == ["run", "run"]
+
+
+@pytest.mark.parametrize("layout", ["pairs", "stacked", "mla"])
+def test_head_blocks_tail_round_trip_batched_and_cached_skip(layout):
+    num_layers, dtype = 3, torch.bfloat16
+    src, src_raw = make_layers(layout, num_layers, dtype, seed=41)
+    blocks = torch.tensor([7, 2, 9, 4, 0, 11])
+    full = (blocks[:, None] * BLOCK + torch.arange(BLOCK)[None, :]).reshape(-1)
+    sm = full[5 : 5 + 70]  # a mapping that starts mid-block (a chunk after a prefix)
+    starts, ends = [0, 27, 59], [27, 59, 70]
+    conn = connector(layout, num_layers)
+    mems = [
+        MemObj(torch.zeros(tuple(conn.get_shape(e - s)), dtype=dtype), fmt_of(layout)) for s, e in zip(starts, ends)
+    ]
+    conn.batched_from_gpu(mems, starts, ends, kvcaches=src, slot_mapping=sm)
+    for m, s, e in zip(mems, starts, ends):
+        assert torch.equal(m.tensor, reference_gather(layout, src_raw, sm[s:e]))
+    for cached in (0, 9, 33):
+        dst, dst_raw = make_layers(layout, num_layers, dtype, seed=42)
+        expected = clone_raw(dst_raw)
+        for m, s, e in zip(mems, starts, ends):
+            skip = min(e - s, max(0, cached - s))
+            reference_scatter(layout, expected, sm[s + skip : e], m.tensor[:, :, skip:])
+        connector(layout, num_layers).batched_to_gpu(
+            mems, starts, ends, kvcaches=dst, slot_mapping=sm, vllm_cached_tokens=cached
+        )
+        assert_raw_equal(dst_raw, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("kind", ["random", "blocks"])
+@pytest.mark.parametrize("layout", ["pairs", "packed", "mla"])
+def test_wide_element_copies_keep_every_bit_pattern(layout, kind, dtype):
+    """The CPU index ops run on the bytes reinterpreted as complex128: NaN payloads,
+    signalling NaNs, -0.0, infinities and subnormals come back bit for bit."""
+    num_layers = 2
+    src, src_raw = make_layers(layout, num_layers, dtype, seed=43)
+    bits = {2: torch.int16, 4: torch.int32}[torch.empty((), dtype=dtype).element_size()]
+    g = torch.Generator().manual_seed(44)
+    for tensors in src_raw:
+        for t in tensors:
+            iinfo = torch.iinfo(bits)
+            t.view(bits).copy_(torch.randint(iinfo.min, iinfo.max, t.shape, generator=g, dtype=torch.int64).to(bits))
+    conn = connector(layout, num_layers)
+    plan = conn.plan(kvcaches=src)
+    assert plan.wide is torch.complex128
+    sm = slot_mapping(kind, 64, seed=45)
+    mem = MemObj(torch.zeros(tuple(conn.get_shape(64)), dtype=dtype), fmt_of(layout))
+    conn.from_gpu(mem, 0, 64, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(mem.tensor.view(bits), reference_gather(layout, src_raw, sm).view(bits))
+    dst, dst_raw = make_layers(layout, num_layers, dtype, seed=46)
+    expected = clone_raw(dst_raw)
+    reference_scatter(layout, expected, sm, mem.tensor)
+    connector(layout, num_layers).to_gpu(mem, 0, 64, kvcaches=dst, slot_mapping=sm)
+    for now, want in zip(dst_raw, expected):
+        for a, b in zip(now, want):
+            assert torch.equal(a.view(bits), b.view(bits))
+
+
+@pytest.mark.parametrize("kind", ["random", "blocks"])
+def test_memory_object_at_an_odd_offset_falls_back_to_the_native_element_type(kind):
+    num_layers, dtype = 2, torch.bfloat16
+    src, src_raw = make_layers("pairs", num_layers, dtype, seed=47)
+    sm = slot_mapping(kind, 48, seed=48)
+    conn = connector("pairs", num_layers)
+    shape = tuple(conn.get_shape(48))
+    numel = 2 * num_layers * 48 * WIDTH
+    odd = torch.zeros(numel + 1, dtype=dtype)[1:].view(shape)  # 2 bytes past a 16-byte boundary
+    assert odd.is_contiguous() and odd.storage_offset() == 1
+    conn.from_gpu(MemObj(odd), 0, 48, kvcaches=src, slot_mapping=sm)
+    assert conn._plan.wide is torch.complex128
+    assert torch.equal(odd, reference_gather("pairs", src_raw, sm))
+    dst, dst_raw = make_layers("pairs", num_layers, dtype, seed=49)
+    expected = clone_raw(dst_raw)
+    reference_scatter("pairs", expected, sm, odd)
+    conn.to_gpu(MemObj(odd), 0, 48, kvcaches=dst, slot_mapping=sm)
+    assert_raw_equal(dst_raw, expected)
+
+
+@pytest.mark.parametrize(
+    "heads, head, dtype, wide",
+    [
+        (2, 8, torch.bfloat16, torch.complex128),  # 32-byte rows
+        (1, 4, torch.bfloat16, torch.int64),  # 8-byte rows
+        (3, 2, torch.bfloat16, torch.int32),  # 12-byte rows
+        (1, 5, torch.bfloat16, None),  # 10-byte rows: native
+        (1, 2, torch.float64, torch.complex128),
+        (1, 3, torch.float64, None),  # 24-byte rows of 8-byte elements: nothing wider divides
+    ],
+)
+def test_wide_type_follows_the_row_size_and_round_trips(heads, head, dtype, wide):
+    g = torch.Generator().manual_seed(50)
+    caches = [tuple(torch.randn(6, 4, heads, head, generator=g).to(dtype) for _p in range(2)) for _l in range(2)]
+    plan = kt.CachePlan(caches)
+    assert plan.wide is wide
+    sm = torch.tensor([9, 3, 17, 8, 0, 23, 4, 5, 6, 7, 12, 13])
+    out = torch.empty(2, 2, 12, heads * head, dtype=dtype)
+    kt.gather_kv(caches, sm, 0, 12, out)
+    want = torch.stack([torch.stack([t.view(24, -1)[sm] for t in layer]) for layer in caches]).transpose(0, 1)
+    assert torch.equal(out, want)
+    dst = [tuple(torch.zeros_like(t) for t in layer) for layer in caches]
+    kt.scatter_kv(dst, sm, 0, 12, out)
+    for layer, ref in zip(dst, caches):
+        for t, r in zip(layer, ref):
+            assert torch.equal(t.view(24, -1)[sm], r.view(24, -1)[sm])
+
+
+def test_no_wide_types_off_the_cpu():
+    caches = [tuple(torch.empty(6, 4, 2, 8, dtype=torch.bfloat16, device="meta") for _p in range(2))]
+    plan = kt.CachePlan(caches)
+    assert plan.wide is None and plan.idx_flat[0] is plan.flat[0][0]
