@@ -20,7 +20,7 @@ name="${1:?usage: vm-up.sh NAME STATE_DIR}"
 state="${2:?usage: vm-up.sh NAME STATE_DIR}"
 mem="${GVL_VM_MEM:-2048}"
 cpus="${GVL_VM_CPUS:-2}"
-boot_timeout="${GVL_VM_BOOT_TIMEOUT:-300}"
+boot_timeout="${GVL_VM_BOOT_TIMEOUT:-600}"
 accel="${GVL_VM_ACCEL:-auto}"
 kvm_probe_timeout="${GVL_VM_KVM_PROBE_TIMEOUT:-10}"
 case "$accel" in auto | kvm | tcg) ;; *) die "GVL_VM_ACCEL is '$accel'; it must be auto, kvm or tcg" ;; esac
