@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 ---
 module: module_utils_copy
 short_description: Install the source of the collection's own parsers as plain Python modules on a host
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - gaudi.vllm_lmcache maintainers (@gaudi-vllm-lmcache)
 description:

@@ -199,6 +199,11 @@ def build_parser():
     grp.add_argument(
         "--cross-node-text", default=None, help="the text that node generated; this node's must be the same"
     )
+    grp.add_argument(
+        "--cross-node-model",
+        default=None,
+        help="the model that node serves; a node serving another model skips the cross-node check",
+    )
 
     return parser
 

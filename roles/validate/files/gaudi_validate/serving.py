@@ -47,7 +47,9 @@ METRIC_PREFIX_HITS = "vllm:prefix_cache_hits_total"
 METRIC_STORED = ("lmcache:num_stored_tokens_total", "lmcache:num_stored_tokens")
 METRIC_REQUESTED = ("lmcache:num_requested_tokens_total", "lmcache:num_requested_tokens")
 METRIC_HEALTHY = "lmcache:lmcache_is_healthy"
-DEFAULT_DEGRADED_PATTERNS = ("No supported cpu connector found",)
+# LMCache 0.5.6: CreateGPUConnector (lmcache/v1/gpu_connector/__init__.py) raises the first on a
+# device it has no connector for; LMCacheManager (lmcache/v1/manager.py) then logs the second.
+DEFAULT_DEGRADED_PATTERNS = ("No supported cpu connector found", "System will operate in degraded mode (recompute)")
 
 # Words that common BPE tokenizers (Llama 3, Qwen, Mistral) encode as one token each
 # when preceded by a space, so that N words make roughly N prompt tokens.
@@ -469,7 +471,14 @@ def tier_serving(args, ctx):
     if speedup < args.speedup_threshold:
         problems.append("warm TTFT speedup %.2fx below %.2fx" % (speedup, args.speedup_threshold))
 
-    if args.cross_node_nonce:
+    if args.cross_node_nonce and args.cross_node_model and args.cross_node_model != model:
+        # Cache keys include the model: a node serving another model cannot hit the peer's prompt.
+        figures["cross_node"] = {
+            "nonce": args.cross_node_nonce,
+            "peer": args.cross_node_peer or None,
+            "skipped": "the storing node serves %s, this node %s" % (args.cross_node_model, model),
+        }
+    elif args.cross_node_nonce:
         cross = {"nonce": args.cross_node_nonce, "peer": args.cross_node_peer or None}
         figures["cross_node"] = cross
         try:

@@ -155,6 +155,16 @@ def test_cross_node_miss_fails(server, tmp_path):
     assert "cross-node: 0 hit tokens for the prompt node node-a stored in the shared tier (nonce peer-2)" in reason
 
 
+def test_cross_node_check_skipped_for_another_model(server, tmp_path):
+    shared = str(tmp_path / "shared")
+    dummy, writer_url = server(shared_dir=shared, model="model-a")
+    dummy, reader_url = server(shared_dir=shared, model="model-b")
+    serving(writer_url, "--prime-only", "--nonce", "peer-4")
+    status, reason, figs = serving(reader_url, "--cross-node-nonce", "peer-4", "--cross-node-model", "model-a")
+    assert status == "pass", reason
+    assert figs["cross_node"]["skipped"] == "the storing node serves model-a, this node model-b"
+
+
 def test_cross_node_text_mismatch_fails(server, tmp_path):
     shared = str(tmp_path / "shared")
     dummy, writer_url = server(shared_dir=shared)
