@@ -597,7 +597,8 @@ def _run_scatter(plan, slot_mapping, jobs, staging, vllm_cached_tokens=0):
             dev_slots = _dev_slots(slot_mapping, host, dev)
         ds = dev_slots[lo:end] if dev_slots is not None else None
         part = src[:, :, skip:] if skip else src
-        if part.device != dev or part.dtype != plan.dtype:
+        # the index ops and slice copies address the chunk as [parts * layers, tokens, width]
+        if part.device != dev or part.dtype != plan.dtype or not src.is_contiguous():
             buf = staging.get(plan, end - lo)
             buf.copy_(part, non_blocking=_is_hpu(dev))
             part = buf

@@ -478,3 +478,23 @@ def test_no_wide_types_off_the_cpu():
     caches = [tuple(torch.empty(6, 4, 2, 8, dtype=torch.bfloat16, device="meta") for _p in range(2))]
     plan = kt.CachePlan(caches)
     assert plan.wide is None and plan.idx_flat[0] is plan.flat[0][0]
+
+
+@pytest.mark.parametrize("kind", ["random", "blocks", "runs"])
+@pytest.mark.parametrize("layout", ["pairs", "packed", "mla"])
+def test_non_contiguous_memory_object_of_the_cache_dtype_round_trips(layout, kind):
+    num_layers, dtype = 2, torch.bfloat16
+    src, src_raw = make_layers(layout, num_layers, dtype, seed=51)
+    sm = slot_mapping(kind, 40, seed=52)
+    conn = connector(layout, num_layers)
+    parts, width = parts_of(layout), width_of(layout)
+    view = torch.zeros(parts, num_layers, 40, width * 2, dtype=dtype)[..., ::2]
+    conn.from_gpu(MemObj(view, fmt_of(layout)), 0, 40, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(view, reference_gather(layout, src_raw, sm))
+    dst, dst_raw = make_layers(layout, num_layers, dtype, seed=53)
+    expected = clone_raw(dst_raw)
+    reference_scatter(layout, expected, sm[3:], view[:, :, 3:])
+    connector(layout, num_layers).to_gpu(
+        MemObj(view, fmt_of(layout)), 0, 40, kvcaches=dst, slot_mapping=sm, vllm_cached_tokens=3
+    )
+    assert_raw_equal(dst_raw, expected)
