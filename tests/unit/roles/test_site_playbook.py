@@ -92,6 +92,7 @@ def test_stage_names_are_the_tag_names():
             "validate_required_tiers",
             "validate_fetch_report",
             "validate_visibility_check",
+            "validate_cross_node_check",
         },
     }
 
