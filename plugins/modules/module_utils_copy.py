@@ -47,6 +47,7 @@ attributes:
     support: full
     description: Shows the old and new content of each changed file.
   platform:
+    support: full
     platforms: posix
     description: Any POSIX host with Python 3.
 notes:
