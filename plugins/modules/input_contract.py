@@ -91,7 +91,7 @@ violations:
       description: What the value must be.
       type: str
     msg:
-      description: One line, C(<var>=<value as JSON>: <rule>).
+      description: 'One line: the variable, C(=), the value as JSON, C(: ) and the rule.'
       type: str
   sample:
     - var: vllm_host
