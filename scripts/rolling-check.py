@@ -226,7 +226,7 @@ class Loop(object):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--endpoint", action="append", required=True, help="NODE=URL (loopback), once per node")
     parser.add_argument("--timeline-dir", required=True, help="the vllm role's vllm_restart_timeline_dir")
     parser.add_argument("--stop-file", default="", help="stop when this file exists")

@@ -142,7 +142,7 @@ def _text_bar(value, scale):
 def render_markdown(rows, missing, title):
     out = ["# %s" % title, "", summary_line(rows, missing), ""]
     out.append("| " + " | ".join(c[0] for c in COLUMNS) + " |")
-    out.append("|" + "|".join(" --- " for _ in COLUMNS) + "|")
+    out.append("|" + "|".join(" --- " for dummy in COLUMNS) + "|")
     for r in rows:
         out.append("| " + " | ".join(_md_cell(c[1](r)) for c in COLUMNS) + " |")
     for node in missing:
@@ -301,7 +301,7 @@ def build(reports, formats, out_dir, title="Fleet validation report", missing=()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("reports", nargs="*", help="per-node JSON reports")
     parser.add_argument("--reports-dir", help="read <node>.json for every node of --nodes (or every *.json) here")
     parser.add_argument("--nodes", default="", help="comma-separated node names (with --reports-dir)")

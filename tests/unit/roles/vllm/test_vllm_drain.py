@@ -115,7 +115,7 @@ def run(tmp_path, port, extra, tasks_from="drain"):
 def test_waits_until_no_request_is_in_flight(tmp_path):
     metrics = Metrics(busy_reads=2)
     server = serve(metrics)
-    rc, out, _ = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 120})
+    rc, out, _elapsed = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 120})
     server.shutdown()
     assert rc == 0, out
     # Read twice while busy, then once idle: the wait ended on the gauges, not at once.
@@ -124,7 +124,7 @@ def test_waits_until_no_request_is_in_flight(tmp_path):
 
 def test_fails_at_the_timeout_naming_the_instance(tmp_path):
     server = serve(Metrics(busy_reads=10**6))
-    rc, out, _ = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 2})
+    rc, out, _elapsed = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 2})
     server.shutdown()
     assert rc != 0, out
     assert (
@@ -136,7 +136,9 @@ def test_fails_at_the_timeout_naming_the_instance(tmp_path):
 
 def test_restart_anyway_on_timeout_when_asked(tmp_path):
     server = serve(Metrics(busy_reads=10**6))
-    rc, out, _ = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 2, "vllm_drain_on_timeout": "restart"})
+    rc, out, _elapsed = run(
+        tmp_path, server.server_address[1], {"vllm_drain_timeout": 2, "vllm_drain_on_timeout": "restart"}
+    )
     server.shutdown()
     assert rc == 0, out
 
@@ -144,20 +146,20 @@ def test_restart_anyway_on_timeout_when_asked(tmp_path):
 def test_missing_gauges_fail_unless_allowed(tmp_path):
     server = serve(Metrics(gauges=False))
     port = server.server_address[1]
-    rc, out, _ = run(tmp_path, port, {"vllm_drain_timeout": 60})
+    rc, out, _elapsed = run(tmp_path, port, {"vllm_drain_timeout": 60})
     assert rc != 0, out
     assert "has no vllm:num_requests_running / vllm:num_requests_waiting gauges" in out, out
-    rc, out, _ = run(tmp_path, port, {"vllm_drain_timeout": 60, "vllm_drain_require_metrics": False})
+    rc, out, _elapsed = run(tmp_path, port, {"vllm_drain_timeout": 60, "vllm_drain_require_metrics": False})
     server.shutdown()
     assert rc == 0, out
     server = serve(Metrics(gauges="running"))
-    rc, out, _ = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 60})
+    rc, out, _elapsed = run(tmp_path, server.server_address[1], {"vllm_drain_timeout": 60})
     server.shutdown()
     assert rc != 0 and "has no vllm:num_requests_running / vllm:num_requests_waiting gauges" in out, out
 
 
 def test_an_instance_that_does_not_answer_has_nothing_to_drain(tmp_path):
-    rc, out, elapsed = run(tmp_path, free_port(), {"vllm_drain_timeout": 600})
+    rc, out, _elapsed = run(tmp_path, free_port(), {"vllm_drain_timeout": 600})
     assert rc == 0, out
     assert "not serving" in out, out
 
@@ -170,7 +172,7 @@ def test_timeline_lines(tmp_path):
         "__vllm_restart_name": "a",
         "__vllm_timeline_event": "restart",
     }
-    rc, out, _ = run(tmp_path, 8123, variables, tasks_from="timeline")
+    rc, out, _elapsed = run(tmp_path, 8123, variables, tasks_from="timeline")
     assert rc == 0, out
     (line,) = (timeline / "node1.jsonl").read_text().splitlines()
     event = json.loads(line)
