@@ -498,3 +498,28 @@ def test_non_contiguous_memory_object_of_the_cache_dtype_round_trips(layout, kin
         MemObj(view, fmt_of(layout)), 0, 40, kvcaches=dst, slot_mapping=sm, vllm_cached_tokens=3
     )
     assert_raw_equal(dst_raw, expected)
+
+
+@pytest.mark.parametrize("layout", ["pairs", "stacked", "mla"])
+def test_whole_blocks_read_with_one_cat(layout, monkeypatch):
+    """Large blocks on CPU are read with one torch.cat into a contiguous chunk; a chunk with
+    a partial block (not contiguous as a block region) keeps the index path."""
+    monkeypatch.setattr(kt, "_CAT_MIN_ROW_BYTES", 0)
+    calls = []
+    real_cat = torch.cat
+    monkeypatch.setattr(torch, "cat", lambda *a, **k: calls.append(1) or real_cat(*a, **k))
+    num_layers, dtype = 3, torch.bfloat16
+    src, src_raw = make_layers(layout, num_layers, dtype, seed=54)
+    sm = slot_mapping("blocks", 100, seed=55)
+    conn = connector(layout, num_layers)
+    whole = MemObj(torch.zeros(tuple(conn.get_shape(64)), dtype=dtype), fmt_of(layout))
+    conn.from_gpu(whole, 32, 96, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(whole.tensor, reference_gather(layout, src_raw, sm[32:96]))
+    assert len(calls) == 1
+    tail = MemObj(torch.zeros(tuple(conn.get_shape(36)), dtype=dtype), fmt_of(layout))
+    conn.from_gpu(tail, 64, 100, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(tail.tensor, reference_gather(layout, src_raw, sm[64:100]))
+    assert len(calls) == 1
+    monkeypatch.setattr(kt, "_CAT_MIN_ROW_BYTES", 10**9)
+    conn.from_gpu(whole, 32, 96, kvcaches=src, slot_mapping=sm)
+    assert torch.equal(whole.tensor, reference_gather(layout, src_raw, sm[32:96])) and len(calls) == 1
