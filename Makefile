@@ -74,7 +74,7 @@ unit-newest: venv host-deps ## pytest tests/unit with the newest tested ansible-
 # The tests that do not exercise ansible-core (marker no_ansible_core, tests/unit/conftest.py)
 # run once, in the newest pass.
 unit-oldest: venv-oldest host-deps ## pytest tests/unit with the oldest tested ansible-core (.venv-oldest), the tests that exercise ansible-core
-	@source scripts/lib.sh && VENV="$$VENV_OLDEST" && activate_venv && header "pytest tests/unit (ansible-core $(ANSIBLE_CORE_OLDEST))" && python -m pytest tests/unit -m "not no_ansible_core"
+	@source scripts/lib.sh && VENV="$$VENV_OLDEST" && activate_venv && header "pytest tests/unit (ansible-core $(ANSIBLE_CORE_OLDEST))" && python -m pytest tests/unit --ansible-core-only
 
 .PHONY: molecule
 molecule: venv image ## Molecule scenarios: all, or one with SCENARIO=name
