@@ -3,9 +3,7 @@
 the serving stack, with and without the shared wheelhouse.
 
 A counting PEP 503 "simple" index on 127.0.0.1 stands in for upstream (PyPI / the vendor
-repository) and serves the real LMCache release wheel plus the stand-in wheels
-(tests/standins/wheels) at the versions of a stack row (meta/gaudi_stack.yml: --stack, default
-the matrix's default row): torch, habana-torch-plugin, vllm, vllm-gaudi and lmcache.
+repository) and serves the real LMCache wheel plus the stand-in wheels (tests/standin_wheels).
 For N in --nodes (default 1 and 4) it starts N containers that share one host directory as
 their kv_storage mount and runs the same pip commands as the roles:
 
@@ -31,12 +29,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote
 
-import yaml
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "unit", "plugins", "module_utils"))
-import lmcache_wheels  # noqa: E402  (the cached real LMCache releases, shared with the unit tests)
-
 CACHE = os.path.join(
     os.environ.get("GVL_CACHE_DIR")
     or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaudi-vllm-lmcache"),
@@ -44,31 +37,7 @@ CACHE = os.path.join(
 )
 BASE_IMAGE = os.environ.get("GVL_MOLECULE_IMAGE", "gaudi-vllm-lmcache/debian12-systemd:latest")
 BENCH_IMAGE = "gaudi-vllm-lmcache/vllm-bench:venv"
-
-
-def stack_row(stack=""):
-    """The row ``stack`` (default: the matrix's default row) of meta/gaudi_stack.yml."""
-    with open(os.path.join(ROOT, "meta", "gaudi_stack.yml")) as fh:
-        matrix = yaml.safe_load(fh)
-    wanted = stack or matrix["default"]
-    rows = [r for r in matrix["rows"] if r["id"] == wanted]
-    if not rows:
-        raise SystemExit(
-            "--stack %s is not a row of meta/gaudi_stack.yml: %s" % (wanted, [r["id"] for r in matrix["rows"]])
-        )
-    return rows[0]
-
-
-def requirements(row):
-    """What the roles install for ``row`` (vllm role: torch, plugin, vLLM and vllm-gaudi; lmcache role)."""
-    reqs = [
-        "torch==%s" % row["pytorch"],
-        "habana-torch-plugin==%s.*" % row["gaudi_release"],
-        "vllm==%s" % row["vllm_version"],
-    ]
-    if row["vllm_gaudi_version"]:
-        reqs.append("vllm-gaudi==%s" % row["vllm_gaudi_version"])
-    return reqs + ["lmcache==%s" % row["lmcache_version"]]
+REQS = ["torch==2.10.0", "habana-torch-plugin==1.24.0.*", "vllm==0.17.1", "vllm-gaudi==0.17.1", "lmcache==0.4.2"]
 
 
 def norm(name):
@@ -138,20 +107,25 @@ def sh(*argv, **kw):
     return res.stdout
 
 
-def prepare_upstream(row):
-    up = os.path.join(CACHE, "bench-upstream", row["id"])
+def prepare_upstream():
+    up = os.path.join(CACHE, "bench-upstream")
     os.makedirs(up, exist_ok=True)
-    versions = [
-        "torch=%s+hpu.%s" % (row["pytorch"], row["gaudi_release"]),
-        "habana-torch-plugin=%s" % row["gaudi_release"],
-        "vllm=%s+empty" % row["vllm_version"],
-    ]
-    if row["vllm_gaudi_version"]:
-        versions.append("vllm-gaudi=%s" % row["vllm_gaudi_version"])
-    sh(sys.executable, os.path.join(ROOT, "tests", "standins", "wheels", "build.py"), up, *versions)
-    wheel = lmcache_wheels.wheel_path(row["lmcache_version"])
-    if not os.path.exists(os.path.join(up, os.path.basename(wheel))):
-        shutil.copy(wheel, up)
+    sh(sys.executable, os.path.join(ROOT, "tests", "standin_wheels", "build.py"), up)
+    if not [f for f in os.listdir(up) if f.startswith("lmcache-0.4.2-")]:
+        sh(
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "lmcache==0.4.2",
+            "-d",
+            up,
+        )
     return up
 
 
@@ -175,7 +149,7 @@ def bench_image():
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
-def run_case(n, mode, upstream, port, row):
+def run_case(n, mode, upstream, port):
     shared = tempfile.mkdtemp(prefix="vllm-bench-kv-")
     os.chmod(shared, 0o755)
     names = ["vllm-bench-%s-%d" % (mode, i) for i in range(n)]
@@ -214,7 +188,7 @@ def run_case(n, mode, upstream, port, row):
                 index,
                 "-d",
                 "/mnt/kv_storage/wheelhouse",
-                *requirements(row),
+                *REQS,
             )
             for name in names:
                 sh(
@@ -228,11 +202,11 @@ def run_case(n, mode, upstream, port, row):
                     "--no-index",
                     "--find-links",
                     "/mnt/kv_storage/wheelhouse",
-                    *requirements(row),
+                    *REQS,
                 )
         else:
             for name in names:
-                sh("docker", "exec", name, pip, "install", "-q", *common, "--index-url", index, *requirements(row))
+                sh("docker", "exec", name, pip, "install", "-q", *common, "--index-url", index, *REQS)
         for name in names:
             got = sh(
                 "docker",
@@ -242,7 +216,7 @@ def run_case(n, mode, upstream, port, row):
                 "-c",
                 "import importlib.metadata as m; print(m.version('lmcache'), m.version('vllm'))",
             ).split()
-            assert got == [row["lmcache_version"], row["vllm_version"] + "+empty"], got
+            assert got == ["0.4.2", "0.17.1+empty"], got
         return upstream.bytes, upstream.files
     finally:
         for name in names:
@@ -269,21 +243,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--port", type=int, default=18190)
-    ap.add_argument("--stack", default="", help="row id of meta/gaudi_stack.yml (default: the matrix's default row)")
     args = ap.parse_args()
-    row = stack_row(args.stack)
-    up_dir = prepare_upstream(row)
+    up_dir = prepare_upstream()
     bench_image()
     upstream = Upstream(up_dir, args.port)
     stack = sum(os.path.getsize(os.path.join(up_dir, f)) for f in os.listdir(up_dir))
     print(
-        "Stack %s from upstream: %d wheels, %d bytes (real LMCache %s wheel + stand-ins)"
-        % (row["id"], len(os.listdir(up_dir)), stack, row["lmcache_version"])
+        "Stack from upstream: %d wheels, %d bytes (real LMCache 0.4.2 wheel + stand-ins)"
+        % (len(os.listdir(up_dir)), stack)
     )
     results = {}
     for mode in ("direct", "wheelhouse"):
         for n in args.nodes:
-            results[(mode, n)] = run_case(n, mode, upstream, args.port, row)
+            results[(mode, n)] = run_case(n, mode, upstream, args.port)
     print("\n%-11s %5s %16s %10s %14s" % ("mode", "nodes", "upstream bytes", "files", "ratio to N=%d" % args.nodes[0]))
     for (mode, n), (nbytes, files) in sorted(results.items()):
         base = results[(mode, args.nodes[0])][0]

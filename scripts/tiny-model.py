@@ -151,14 +151,11 @@ def ensure(recipe=None, cache_dir=None):
     root = os.path.join(cache_root(cache_dir), "tiny-models")
     path = os.path.join(root, recipe_hash(recipe))
     if os.path.isfile(os.path.join(path, "recipe.json")):
-        os.chmod(path, 0o755)  # built by an older version from a 0700 temporary directory
         return path
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".build-", dir=root)
     try:
         build(recipe, tmp)
-        # mkdtemp makes the directory 0700; a service user (the vllm role's) must read the model.
-        os.chmod(tmp, 0o755)
         os.rename(tmp, path)
     except OSError:
         if not os.path.isfile(os.path.join(path, "recipe.json")):

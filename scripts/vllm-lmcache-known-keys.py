@@ -3,26 +3,48 @@
 roles/lmcache/vars/known_keys.yml.
 
 Reads `_CONFIG_DEFINITIONS` and `_CONFIG_ALIASES` from `lmcache/v1/config.py`
-inside the real PyPI wheels, fetched and cached outside the repository by
-tests/unit/plugins/module_utils/lmcache_wheels.py (the cache the unit tests use;
-nothing is imported or executed).
+inside the real PyPI wheels (downloaded with `pip download --no-deps` into a
+cache directory outside the repository; nothing is imported or executed).
 
 Usage: scripts/vllm-lmcache-known-keys.py 0.3.9 0.4.1 0.4.2 ...
 """
 
 import ast
 import os
+import subprocess
 import sys
 import zipfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "unit", "plugins", "module_utils"))
-import lmcache_wheels  # noqa: E402
+CACHE = os.path.join(
+    os.environ.get("GVL_CACHE_DIR")
+    or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaudi-vllm-lmcache"),
+    "vllm-wheelhouse",
+    "lmcache-pypi",
+)
 
 
 def wheel_for(version):
-    """The cached PyPI wheel of ``version`` (downloaded once by lmcache_wheels)."""
-    return lmcache_wheels.wheel_path(version)
+    os.makedirs(CACHE, exist_ok=True)
+    for name in os.listdir(CACHE):
+        if name.startswith("lmcache-%s-" % version) and name.endswith(".whl"):
+            return os.path.join(CACHE, name)
+    subprocess.check_call(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "lmcache==%s" % version,
+            "-d",
+            CACHE,
+        ]
+    )
+    return wheel_for(version)
 
 
 def dict_keys(tree, name):

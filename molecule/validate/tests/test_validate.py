@@ -11,24 +11,11 @@ def _report(host):
     return json.loads(host.file(REPORT).content_string)
 
 
-def test_package_settings_and_support_modules_installed(host):
-    for name in ("__init__.py", "__main__.py", "cli.py", "devices.py", "stack.py", "patch.py", "serving.py"):
-        assert host.file("/opt/gaudi-validate/gaudi_validate/" + name).mode == 0o644
+def test_script_and_schema_installed(host):
+    script = host.file("/opt/gaudi-validate/gaudi_validate.py")
+    assert script.is_file and script.mode == 0o755
     assert host.file("/opt/gaudi-validate/report.schema.json").is_file
-    assert not host.file("/opt/gaudi-validate/gaudi_validate.py").exists
-    # The collection's parsers, written by module_utils_copy (no path into the collection).
-    for name in ("hl_smi.py", "lmcache_hpu_patch.py"):
-        assert "module_utils_copy" in host.file("/opt/gaudi-validate/" + name).content_string
-    settings = json.loads(host.file("/opt/gaudi-validate/settings.json").content_string)
-    assert settings["expected_devices"] == 8 and settings["speedup_threshold"] == 1.0
-    assert settings["support_dir"] == "/opt/gaudi-validate" and "run_id" not in settings
-    assert host.run("cd /opt/gaudi-validate && python3 -m gaudi_validate --help").rc == 0
-    # Flags override the settings file.
-    out = host.run(
-        "cd /opt/gaudi-validate && python3 -m gaudi_validate --settings settings.json --tiers devices "
-        "--expected-devices 9 --format json"
-    )
-    assert out.rc == 1 and json.loads(out.stdout)["tiers"]["devices"]["figures"]["expected_count"] == 9
+    assert host.run("python3 /opt/gaudi-validate/gaudi_validate.py --help").rc == 0
 
 
 def test_report_tier_statuses(host):
@@ -53,9 +40,6 @@ def test_report_figures(host):
     assert serving["warm_ttft_median_s"] < serving["cold_ttft_s"]
     assert serving["lmcache_hits"]["exposed"] and serving["lmcache_hits"]["delta"] > 0
     assert serving["restart"]["rc"] == 0 and serving["restart"]["ttft_s"] < serving["cold_ttft_s"]
-    assert serving["restart"]["text_match"] and serving["text_match"]
-    assert serving["hit_tokens"]["warm"] > 0 and serving["degraded"] == {"detected": False, "reasons": []}
-    assert serving["log_scan"]["found"] == [] and serving["log_scan"]["rc"] == 0
     assert "torch is not importable" in tiers["kv_offload"]["reason"]
 
 

@@ -11,7 +11,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gaudi.vllm_lmcache.plugins.modules import hl_smi_info
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-STANDIN_HL_SMI = os.path.join(ROOT, 'tests', 'standins', 'hl_smi.py')
+STANDIN_HL_SMI = os.path.join(ROOT, 'molecule', 'habana_driver', 'standin', 'hl_smi_standin.py')
 
 CSV = """\
 index, module_id, name, bus_id, driver_version, uuid, memory.total [MiB], memory.used [MiB], memory.free [MiB], temperature.aip, power.draw, utilization.aip

@@ -4,7 +4,8 @@
 import ast
 import copy
 import json
-import os
+import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -74,7 +75,7 @@ def test_report_matches_schema_and_table(tmp_path, endpoint):
 def test_run_id_recorded(tmp_path, endpoint):
     rc, report, dummy = full_run(tmp_path, endpoint, "--run-id", "20260101T000000Z-42")
     jsonschema.Draft7Validator(lib.schema()).validate(report)
-    assert report["run_id"] == "20260101T000000Z-42" and report["schema_version"] == "1.2"
+    assert report["run_id"] == "20260101T000000Z-42" and report["schema_version"] == "1.1"
     dummy, report, dummy = full_run(tmp_path, endpoint)
     assert report["run_id"] is None
 
@@ -139,8 +140,10 @@ def test_schema_rejects_bad_reports(tmp_path, endpoint):
 
 
 def test_help_and_bad_arguments():
-    rc, dummy, stdout, dummy = lib.run_script(["--help"])
-    assert rc == 0
+    proc = subprocess.run(
+        [sys.executable, lib.SCRIPT, "--help"], stdout=subprocess.PIPE, universal_newlines=True, check=False
+    )
+    assert proc.returncode == 0
     for flag in (
         "--device",
         "--venv",
@@ -152,20 +155,15 @@ def test_help_and_bad_arguments():
         "--restart-command",
         "--tp",
     ):
-        assert flag in stdout
+        assert flag in proc.stdout
     rc, dummy, dummy, stderr = lib.run_script(["--tiers", "gpu"])
     assert rc == 2 and "unknown tier" in stderr
     rc, dummy, dummy, stderr = lib.run_script(["--visibility-write", "../escape"])
     assert rc == 2
 
 
-def test_package_parses_as_python_38_and_imports_torch_only_in_functions():
-    names = sorted(n for n in os.listdir(lib.PACKAGE) if n.endswith(".py"))
-    assert {"cli.py", "devices.py", "stack.py", "patch.py", "storage.py", "serving.py", "report.py"} <= set(names)
-    for name in names:
-        with open(os.path.join(lib.PACKAGE, name)) as handle:
-            tree = ast.parse(handle.read(), feature_version=(3, 8))
-        for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                assert not any(m.split(".")[0] in ("torch", "habana_frameworks") for m in modules), name
+def test_script_parses_as_python_38():
+    with open(lib.SCRIPT) as handle:
+        source = handle.read()
+    ast.parse(source, feature_version=(3, 8))
+    assert "import torch" not in source.split("def _import_torch")[0]

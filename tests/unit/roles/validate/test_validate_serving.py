@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""serving tier against the OpenAI-compatible stand-in (tests/standins/openai_server.py)."""
+"""serving tier against the OpenAI-compatible TEST DOUBLE (validate_openai_test_double.py)."""
 
 import socket
 import sys
@@ -103,7 +103,7 @@ def test_timeout_fails_with_reason(server):
 
 
 def test_restart_check_passes_when_cache_survives(server, tmp_path):
-    srv, url = server(shared_dir=str(tmp_path / "kv"))
+    srv, url = server(persist_dir=str(tmp_path / "kv"))
     cmd = "%s -c pass" % sys.executable
     status, reason, figs = serving(url, "--restart-command", cmd, "--restart-wait", "10")
     assert status == "pass", reason
@@ -122,11 +122,10 @@ def test_restart_command_failure_fails(server):
 
 def test_restarted_double_keeps_persisted_prefixes(tmp_path):
     persist = str(tmp_path / "kv")
-    words = ["w%d" % i for i in range(40)]
-    first = double.StandinState(shared_dir=persist, chunk_tokens=16)
-    assert first.lookup_and_store(words) == 0
-    second = double.StandinState(shared_dir=persist, chunk_tokens=16)
-    assert second.lookup_and_store(words + ["q2"]) == 32
+    first = double.TestDoubleState(persist_dir=persist)
+    assert first.lookup_and_store("doc\nq1")[0] is False
+    second = double.TestDoubleState(persist_dir=persist)
+    assert second.lookup_and_store("doc\nq2")[0] is True
 
 
 def test_metric_parser_sums_label_sets_and_falls_back():
@@ -146,4 +145,4 @@ def test_http_error_body_is_in_the_reason(server):
     args = gv.parse_args(["--endpoint", url, "--request-timeout", "5"])
     with pytest.raises(Exception) as info:
         gv.stream_completion(args, "no-such-model", "doc\nq")
-    assert gv._describe_error(info.value) == 'HTTP 404 Not Found: {"error": "model no-such-model not found"}'
+    assert gv._describe_error(info.value) == 'HTTP 404 Not Found: {"error": "model not found"}'

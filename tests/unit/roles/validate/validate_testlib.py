@@ -12,18 +12,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-FILES = os.path.join(ROOT, "roles", "validate", "files")
-PACKAGE = os.path.join(FILES, "gaudi_validate")
-SCHEMA = os.path.join(FILES, "report.schema.json")
-# The collection's parsers, which the role installs next to the package (validate_support_files).
-SUPPORT_DIR = os.path.join(ROOT, "plugins", "module_utils")
-STANDINS = os.path.join(ROOT, "tests", "standins")
-FAKE_HL_SMI_PY = os.path.join(STANDINS, "hl_smi.py")
-TEST_DOUBLE = os.path.join(STANDINS, "openai_server.py")
-MODULES = ("common", "devices", "stack", "patch", "storage", "kv_offload", "serving", "report", "cli")
-os.environ["GAUDI_VALIDATE_SUPPORT_DIR"] = SUPPORT_DIR
-# The hl-smi stand-in reads its settings from here; a missing directory means the defaults.
-os.environ["HL_SMI_STANDIN_DIR"] = os.path.join(HERE, "no-such-standin-dir")
+SCRIPT = os.path.join(ROOT, "roles", "validate", "files", "gaudi_validate.py")
+SCHEMA = os.path.join(ROOT, "roles", "validate", "files", "report.schema.json")
+FAKE_HL_SMI_PY = os.path.join(HERE, "validate_fake_hl_smi.py")
+TEST_DOUBLE = os.path.join(HERE, "validate_openai_test_double.py")
 
 
 def _make_fake_hl_smi():
@@ -47,27 +39,8 @@ def load(path, name):
     return module
 
 
-class _Facade(object):
-    """Every public and private name of the package's modules, as one namespace."""
-
-    def __init__(self, modules):
-        self.modules = modules
-        for module in modules.values():
-            for name, value in vars(module).items():
-                if not name.startswith("__"):
-                    setattr(self, name, value)
-        for name, module in modules.items():
-            setattr(self, name, module)
-
-
 def load_script():
-    """The gaudi_validate package (imported from roles/validate/files) as one namespace."""
-    if FILES not in sys.path:
-        sys.path.insert(0, FILES)
-    import importlib
-
-    modules = dict((name, importlib.import_module("gaudi_validate." + name)) for name in MODULES)
-    return _Facade(modules)
+    return load(SCRIPT, "gaudi_validate_under_test")
 
 
 def load_test_double():
@@ -83,9 +56,8 @@ def run_script(args, env=None, timeout=120):
     """Run the script as operators do; return (rc, report or None, stdout, stderr)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env["PYTHONPATH"] = FILES
     proc = subprocess.run(
-        [sys.executable, "-m", "gaudi_validate"] + list(args),
+        [sys.executable, SCRIPT] + list(args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         universal_newlines=True,

@@ -117,7 +117,7 @@ def test_rows_are_unique_and_complete(rows):
         "lmcache_version",
         "lmcache_versions",
         "lmcache_hpu",
-        "lmcache_install_source",
+        "lmcache_source",
         "sources",
         "notes",
     }
@@ -125,9 +125,7 @@ def test_rows_are_unique_and_complete(rows):
         assert set(r) == fields, r["id"]
         assert r["install_method"] in ("plugin", "fork")
         assert r["lmcache_hpu"] in ("patch", "native", "unsupported")
-        # Gaudi rows build LMCache from the sdist without CUDA; the fork rows (LMCache does not
-        # reach the HPU there) take the release wheel.
-        assert r["lmcache_install_source"] == ("pypi-wheel" if r["lmcache_hpu"] == "unsupported" else "sdist-nocuda")
+        assert r["lmcache_source"] == "pypi"
         assert r["sources"], r["id"]
         # Driver release = userspace release, and a build number everywhere (vendor tarball URL).
         assert re.match(r"^\d+\.\d+\.\d+-\d+$", r["habana_driver_version"]), r["id"]
