@@ -127,7 +127,11 @@ _FOREACH_COPY = getattr(torch, "_foreach_copy_", None) if torch is not None else
 # 16-byte units: measured on one thread, a block-granular index_copy_ of bf16 rows went from
 # 0.35 to 1.0 of a plain copy_. Only a reinterpretation (Tensor.view(dtype)): no
 # arithmetic touches the values, so every bit pattern is preserved. Not used on HPU.
-_WIDE_DTYPES = (torch.complex128, torch.int64, torch.int32) if torch is not None else ()
+_WIDE_DTYPES = (
+    tuple(d for d in (getattr(torch, n, None) for n in ("complex128", "int64", "int32")) if d is not None)
+    if torch is not None
+    else ()
+)
 
 # Reading whole blocks on CPU: from this block size in bytes (block_size * width * element
 # size) one torch.cat of the block rows into the chunk (a memcpy per block; measured on one
