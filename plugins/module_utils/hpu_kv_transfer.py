@@ -308,9 +308,10 @@ class CachePlan:
             self.idx_rows = [self._widen(r) for r in self.rows]
             self.idx_flat = self.idx_blocks = None
         else:
-            self.idx_flat = [self._widen(views[p]) for p in range(self.parts) for views in self.flat]
-            self.idx_blocks = [self._widen(views[p]) for p in range(self.parts) for views in self.blocks]
             self.blk_rows = [views[p] for p in range(self.parts) for views in self.blocks]
+            self.flat_rows = [views[p] for p in range(self.parts) for views in self.flat]
+            self.idx_blocks = [self._widen(v) for v in self.blk_rows]
+            self.idx_flat = [self._widen(v) for v in self.flat_rows]
             self.idx_rows = None
         self.element_size = first.element_size()
 
@@ -461,22 +462,15 @@ class CachePlan:
                 layers = self.num_layers
                 for p, idx in enumerate((rows, rows + 1)):
                     _index_all(caches, idx, mems[p * layers : (p + 1) * layers], to_cache)
-            elif kind == "blocks" and not to_cache and self._cat_blocks(mem, t0, t1, arg):
-                pass
+            elif kind == "blocks":
+                if to_cache or not self._cat_blocks(mem, t0, t1, arg):
+                    mems, wide = self.mem_index_views(mem, t0, t1, int(arg.shape[0]))
+                    caches = self.idx_blocks if wide else self.blk_rows
+                    _index_all(caches, arg.to(self.device), mems, to_cache)
             else:
-                if kind == "blocks":
-                    idx = arg.to(self.device)
-                    nrows = int(arg.shape[0])
-                    caches = self.idx_blocks
-                else:
-                    idx = dev_slots[t0:t1]
-                    nrows = n
-                    caches = self.idx_flat
-                mems, wide = self.mem_index_views(mem, t0, t1, nrows)
-                if not wide and self.wide is not None:
-                    views = self.blocks if kind == "blocks" else self.flat
-                    caches = [v[p] for p in range(self.parts) for v in views]
-                _index_all(caches, idx, mems, to_cache)
+                mems, wide = self.mem_index_views(mem, t0, t1, n)
+                caches = self.idx_flat if wide else self.flat_rows
+                _index_all(caches, dev_slots[t0:t1], mems, to_cache)
         return dsts, srcs
 
     def _cat_blocks(self, mem, t0, t1, block_ids):

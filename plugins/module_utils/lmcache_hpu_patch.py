@@ -51,7 +51,7 @@ PATCH_MARK = "gaudi.vllm_lmcache hpu_patch"
 CONNECTOR_RELPATH = "lmcache/v1/gaudi_hpu_connector.py"
 # sha256 of plugins/module_utils/hpu_kv_transfer.py, installed byte for byte as
 # CONNECTOR_RELPATH (a unit test keeps the two in step).
-CONNECTOR_SHA256 = "5ae8763dd75a8d5a567a2c0b5599211772977fb62941573654d55a4c17fdb2ca"
+CONNECTOR_SHA256 = "3f6edc2c6b25b5bfada03e906e56fc61b3705cf0f55195b692ad9f720786a536"
 NATIVE_CONNECTOR_RELPATH = "lmcache/v1/gpu_connector/hpu_connector.py"
 BACKUP_SUFFIX = ".hpu_patch.orig"
 OLDEST_SUPPORTED = (0, 3, 7)

@@ -4,7 +4,6 @@ whole loop against three local OpenAI-style servers of which one restarts (recor
 timeline, as the vllm role writes it) and, in the failing case, another one breaks unannounced."""
 
 import datetime
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,18 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SCRIPT = os.path.join(ROOT, "scripts", "rolling-check.py")
+from ansible_collections.gaudi.vllm_lmcache.tests.unit.roles.validate import validate_testlib as lib
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("rolling_check_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rc_mod = _load()
+SCRIPT = os.path.join(lib.ROOT, "scripts", "rolling-check.py")
+rc_mod = lib.load(SCRIPT, "rolling_check_under_test")
 
 
 def iso(t):

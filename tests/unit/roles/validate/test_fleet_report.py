@@ -1,9 +1,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """roles/validate/files/fleet_report.py: Markdown and HTML fleet reports from per-node JSON
-reports (figures, cold/warm TTFT bars, failed, missing and stale nodes), its command line, and
-the summary task that runs it when validate_fleet_report_formats is set."""
+reports (figures, cold/warm TTFT bars, failed, missing and stale nodes) and its command line."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,18 +11,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-SCRIPT = os.path.join(ROOT, "roles", "validate", "files", "fleet_report.py")
+from ansible_collections.gaudi.vllm_lmcache.tests.unit.roles.validate import validate_testlib as lib
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("fleet_report_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fr = _load()
+SCRIPT = os.path.join(lib.ROOT, "roles", "validate", "files", "fleet_report.py")
+fr = lib.load(SCRIPT, "fleet_report_under_test")
 
 
 def tier(status="pass", reason="ok", figures=None):
