@@ -12,6 +12,22 @@ trap 'rm -rf "$out"' EXIT
 ansible-galaxy collection build --force --output-path "$out" .
 tarball="$(ls "$out"/gaudi-vllm_lmcache-*.tar.gz)"
 echo "Built $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
+# The artefact ships the source tree only (what git tracks or would track): nothing from a
+# virtualenv, a cache or a build output.
+untracked="$(python - "$tarball" <<'PY'
+import subprocess
+import sys
+import tarfile
+
+tracked = set(subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], check=True, capture_output=True, text=True).stdout.split("\0"))
+generated = {"MANIFEST.json", "FILES.json"}
+with tarfile.open(sys.argv[1]) as tar:
+    for member in tar.getmembers():
+        if member.isfile() and member.name not in tracked and member.name not in generated:
+            print(member.name)
+PY
+)"
+[[ -z "$untracked" ]] || die "the tarball holds files outside the source tree (galaxy.yml build_ignore misses them): $(head -n 5 <<<"$untracked" | tr '\n' ' ')"
 # Only the installed copy may be visible from here on, not the working tree.
 export ANSIBLE_COLLECTIONS_PATH="$out/collections"
 ansible-galaxy collection install --offline --no-deps --force -p "$out/collections" "$tarball"

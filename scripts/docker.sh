@@ -12,8 +12,7 @@ fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
   echo "Installing the Docker engine (docker.io)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  apt_get_install docker.io >/dev/null
 fi
 
 log="$CACHE_DIR/dockerd.log"

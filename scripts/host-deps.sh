@@ -25,8 +25,7 @@ done
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   echo "Installing host packages: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_get_install --no-install-recommends "${missing[@]}" >/dev/null
   # Only promtool is wanted from the prometheus package: no server keeps running on the host.
   if [[ " ${missing[*]} " == *" prometheus "* ]]; then
     if command -v systemctl >/dev/null 2>&1; then

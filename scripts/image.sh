@@ -17,10 +17,7 @@ if docker image inspect "$image" >/dev/null 2>&1; then
   echo "Base image $image is cached"
 else
   if [[ ! -s "$tarball" ]]; then
-    command -v mmdebstrap >/dev/null 2>&1 || {
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
-    }
+    command -v mmdebstrap >/dev/null 2>&1 || apt_get_install mmdebstrap >/dev/null
     mkdir -p "$(dirname "$tarball")"
     echo "Building $image with mmdebstrap ($suite)"
     # The hooks are run by mmdebstrap, which sets "$1" to the root directory.

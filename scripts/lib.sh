@@ -39,3 +39,14 @@ link_collection() {
     ln -sfn "$ROOT" "$dir/vllm_lmcache"
   fi
 }
+
+# apt_get_install ARGS...: apt-get update, then apt-get install -y -qq ARGS, holding a lock in
+# the cache so that the scripts make test runs side by side (scripts/test.sh) take turns, and
+# waiting up to 10 minutes for any other dpkg user.
+apt_get_install() {
+  (
+    flock 9
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@"
+  ) 9>"$CACHE_DIR/apt.lock"
+}

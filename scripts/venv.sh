@@ -25,7 +25,7 @@ fi
 
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   echo "python3 venv support missing; installing python3-venv"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+  apt_get_install python3-venv
 fi
 [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip

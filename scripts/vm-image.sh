@@ -30,8 +30,7 @@ ensure_host_tools() {
   command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
   if ((${#missing[@]})); then
     echo "Installing host tools: ${missing[*]}" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    apt_get_install --no-install-recommends "${missing[@]}" >&2
   fi
 }
 

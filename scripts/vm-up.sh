@@ -17,7 +17,7 @@ name="${1:?usage: vm-up.sh NAME STATE_DIR}"
 state="${2:?usage: vm-up.sh NAME STATE_DIR}"
 mem="${GVL_VM_MEM:-2048}"
 cpus="${GVL_VM_CPUS:-2}"
-boot_timeout="${GVL_VM_BOOT_TIMEOUT:-300}"
+boot_timeout="${GVL_VM_BOOT_TIMEOUT:-600}"
 
 image_dir="$("$(dirname "$0")/vm-image.sh" | tail -n 1)"
 mkdir -p "$state"
