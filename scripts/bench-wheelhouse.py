@@ -3,7 +3,7 @@
 the serving stack, with and without the shared wheelhouse.
 
 A counting PEP 503 "simple" index on 127.0.0.1 stands in for upstream (PyPI / the vendor
-repository) and serves the real LMCache wheel plus the stand-in wheels (tests/standin_wheels).
+repository) and serves the real LMCache wheel plus the stand-in wheels (tests/standins/wheels).
 For N in --nodes (default 1 and 4) it starts N containers that share one host directory as
 their kv_storage mount and runs the same pip commands as the roles:
 
@@ -110,7 +110,7 @@ def sh(*argv, **kw):
 def prepare_upstream():
     up = os.path.join(CACHE, "bench-upstream")
     os.makedirs(up, exist_ok=True)
-    sh(sys.executable, os.path.join(ROOT, "tests", "standin_wheels", "build.py"), up)
+    sh(sys.executable, os.path.join(ROOT, "tests", "standins", "wheels", "build.py"), up)
     if not [f for f in os.listdir(up) if f.startswith("lmcache-0.4.2-")]:
         sh(
             sys.executable,

@@ -16,7 +16,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-hl_smi="$root/molecule/habana_driver/standin/hl_smi_standin.py"
+hl_smi="$root/tests/standins/hl_smi.py"
 suite="${HABANA_STANDIN_SUITE:-jammy}"
 # version:fw release pairs; stand-in values, not the vendor's firmware numbers
 versions="${HABANA_STANDIN_VERSIONS:-1.22.0-740:61.3.2 1.22.2-32:61.5.0}"

@@ -11,7 +11,7 @@
 #   background  .venv-oldest, the real LMCache releases of the unit tests, unit (newest,
 #               oldest) (chain "unit"; unit waits for the host packages first)
 # A foreground stage that needs a background step joins it first. A background step's output
-# goes to $GVL_CACHE_DIR/test-setup/NAME.log and is printed when it is joined; a failed step
+# goes to $GVL_CACHE_DIR/test-setup.*/NAME.log and is printed when it is joined; a failed step
 # fails make test there with the end of its log, and the rest of its chain does not run.
 # Each setup target runs once, in its own step: the others run with it marked done (make -o),
 # so no two lanes run the same setup script at once.
@@ -34,9 +34,9 @@ make_step() {
 }
 GVL_STAGE_TIMES="$(mktemp "$CACHE_DIR/stage-times.XXXXXX")"
 export GVL_STAGE_TIMES
-BG_DIR="$CACHE_DIR/test-setup"
-rm -rf "$BG_DIR"
-mkdir -p "$BG_DIR"
+# One directory per run (runs from two clones may overlap); those of earlier days are removed.
+find "$CACHE_DIR" -maxdepth 1 -name 'test-setup.*' -type d -mtime +0 -exec rm -rf {} + 2>/dev/null || true
+BG_DIR="$(mktemp -d "$CACHE_DIR/test-setup.XXXXXX")"
 system_pid="" unit_pid=""
 started=$SECONDS
 

@@ -1,7 +1,7 @@
 """Verify the vllm and lmcache roles on the Molecule node (testinfra).
 
 The serving stack here is the real LMCache wheel plus STAND-IN wheels for torch (Gaudi build),
-habana-torch-plugin, vllm and vllm-gaudi (tests/standin_wheels); the stand-in `vllm serve`
+habana-torch-plugin, vllm and vllm-gaudi (tests/standins/wheels); the stand-in `vllm serve`
 answers /health, /v1/models and /standin/info so the unit and its environment are real.
 """
 

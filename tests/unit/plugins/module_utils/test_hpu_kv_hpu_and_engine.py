@@ -16,7 +16,7 @@ import lmcache_wheels  # noqa: E402  (tests/unit/plugins/module_utils, put on sy
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
 SRC = os.path.join(ROOT, "plugins", "module_utils", "hpu_kv_transfer.py")
-STANDIN = os.path.join(HERE, "standin_habana")
+STANDIN = os.path.join(HERE, "..", "..", "..", "standins", "habana_frameworks_pkg")
 
 
 @pytest.fixture

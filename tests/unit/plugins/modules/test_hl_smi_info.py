@@ -11,7 +11,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gaudi.vllm_lmcache.plugins.modules import hl_smi_info
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-STANDIN_HL_SMI = os.path.join(ROOT, 'molecule', 'habana_driver', 'standin', 'hl_smi_standin.py')
+STANDIN_HL_SMI = os.path.join(ROOT, 'tests', 'standins', 'hl_smi.py')
 
 CSV = """\
 index, module_id, name, bus_id, driver_version, uuid, memory.total [MiB], memory.used [MiB], memory.free [MiB], temperature.aip, power.draw, utilization.aip
@@ -143,7 +143,7 @@ def test_malformed_line_is_a_warning(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.skipif(not os.path.exists('/usr/bin/python3'), reason='the stand-in hl-smi runs /usr/bin/python3')
 def test_standin_hl_smi_agrees_with_the_parser(tmp_path, capsys, monkeypatch):
-    """The stand-in hl-smi of the Molecule scenario prints what the parsers read."""
+    """The hl-smi stand-in (tests/standins/hl_smi.py) prints what the parsers read."""
     with open(STANDIN_HL_SMI) as handle:
         text = '#!/usr/bin/python3\n' + handle.read()
     text = (

@@ -58,27 +58,27 @@ def test_hpu_through_fake_hl_smi_matches_expected(tmp_path):
     figs = tier["figures"]
     assert figs["count"] == 8 and figs["source"] == "hl-smi"
     assert figs["names"] == ["HL-325L"] and figs["driver_versions"] == ["1.22.1-97ec1a4"]
-    assert figs["devices"][7]["bus_id"] == "0000:42:00.0"
+    assert figs["devices"][7]["bus_id"] == "0000:b4:00.0"
     assert figs["devices"][0]["memory_total_mib"] == 131072
     assert figs["firmware_versions"][0].startswith("Preboot version hl-gaudi3-1.22.1")
 
 
 def test_hpu_count_below_expected_fails(tmp_path):
     rc, tier, dummy = _devices(
-        tmp_path, "--hl-smi", lib.FAKE_HL_SMI, "--expected-devices", "8", env={"FAKE_HL_SMI_COUNT": "6"}
+        tmp_path, "--hl-smi", lib.FAKE_HL_SMI, "--expected-devices", "8", env={"HL_SMI_STANDIN_COUNT": "6"}
     )
     assert rc == 1 and tier["status"] == "fail"
     assert "6 x HL-325L" in tier["reason"] and "expected 8" in tier["reason"]
 
 
 def test_hl_smi_error_exit_is_a_failed_tier(tmp_path):
-    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"FAKE_HL_SMI_FAIL": "1"})
+    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"HL_SMI_STANDIN_FAIL": "1"})
     assert rc == 1 and tier["status"] == "fail"
     assert "exited 1" in tier["reason"] and "failed to open device" in tier["reason"]
 
 
 def test_hl_smi_garbage_is_a_failed_tier(tmp_path):
-    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"FAKE_HL_SMI_GARBAGE": "1"})
+    rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"HL_SMI_STANDIN_GARBAGE": "1"})
     assert rc == 1 and "unexpected hl-smi CSV line" in tier["reason"]
 
 

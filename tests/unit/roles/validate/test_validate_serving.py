@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""serving tier against the OpenAI-compatible TEST DOUBLE (validate_openai_test_double.py)."""
+"""serving tier against the OpenAI-compatible TEST DOUBLE (tests/standins/openai_server.py)."""
 
 import socket
 import sys

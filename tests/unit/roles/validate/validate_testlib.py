@@ -14,8 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
 SCRIPT = os.path.join(ROOT, "roles", "validate", "files", "gaudi_validate.py")
 SCHEMA = os.path.join(ROOT, "roles", "validate", "files", "report.schema.json")
-FAKE_HL_SMI_PY = os.path.join(HERE, "validate_fake_hl_smi.py")
-TEST_DOUBLE = os.path.join(HERE, "validate_openai_test_double.py")
+STANDINS = os.path.join(ROOT, "tests", "standins")
+HL_SMI_STANDIN = os.path.join(STANDINS, "hl_smi.py")
+TEST_DOUBLE = os.path.join(STANDINS, "openai_server.py")
 
 
 def _make_fake_hl_smi():
@@ -24,7 +25,10 @@ def _make_fake_hl_smi():
     atexit.register(shutil.rmtree, directory, True)
     path = os.path.join(directory, "hl-smi")
     with open(path, "w") as handle:
-        handle.write('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FAKE_HL_SMI_PY))
+        # Its configuration directory is an empty one: nothing on this host changes its answers.
+        handle.write(
+            '#!/bin/sh\nHL_SMI_STANDIN_DIR="%s" exec "%s" "%s" "$@"\n' % (directory, sys.executable, HL_SMI_STANDIN)
+        )
     os.chmod(path, 0o755)
     return path
 
@@ -44,7 +48,7 @@ def load_script():
 
 
 def load_test_double():
-    return load(TEST_DOUBLE, "validate_openai_test_double_under_test")
+    return load(TEST_DOUBLE, "openai_server_standin_under_test")
 
 
 def schema():

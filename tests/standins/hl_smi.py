@@ -1,22 +1,33 @@
-# STAND-IN for Intel Gaudi hl-smi, used only by the Molecule scenario habana_driver.
-# It is shipped in the stand-in habanalabs-firmware-tools package of the scenario's local
-# repository. It talks to no hardware: it prints the output formats of the real hl-smi
-# (default table, -Q ... -f csv[,noheader][,nounits], -L/-q firmware lines) for a
-# configurable number of Gaudi3 (HL-325L) devices.
+# STAND-IN for Intel Gaudi hl-smi (not the vendor tool). The one hl-smi stand-in of the
+# collection's tests: shipped in the stand-in habanalabs-firmware-tools package of the
+# habana_driver scenario's local repository (scripts/build-standin-habana-repo.sh) and run from
+# this tree by the validate role's unit tests and scenario. It talks to no hardware: it prints
+# the output formats of the real hl-smi (default table, -Q ... -f csv[,noheader][,nounits],
+# -L/-q firmware lines) for a configurable number of Gaudi3 (HL-325L) devices.
 #
-# Configuration (all optional):
-#   /etc/habanalabs-standin/devices           number of devices (default 8, at most 8)
-#   /etc/habanalabs-standin/driver-not-loaded if present, fail like a host without driver
-# The versions below are replaced when the stand-in package is built.
+# Configuration (all optional; an environment variable wins over the file):
+#   HL_SMI_STANDIN_COUNT  or /etc/habanalabs-standin/devices   devices (default 8, at most 8)
+#   HL_SMI_STANDIN_FAIL=1 or /etc/habanalabs-standin/driver-not-loaded
+#                                       fail like a host whose driver is not loaded
+#   HL_SMI_STANDIN_NAME                 product name (default HL-325L)
+#   HL_SMI_STANDIN_GARBAGE=1            answer -Q with a line that is not the requested CSV
+# The versions below are replaced when the stand-in package is built; run from the source
+# tree it reports the defaults given here.
 """hl-smi STAND-IN (not the vendor tool): prints sample output for fake Gaudi3 devices."""
 
 import os
 import sys
 
-DRIVER_VERSION = "@DRIVER_VERSION@"
-HL_SMI_VERSION = "@HL_SMI_VERSION@"
-SPI_VERSION = "@SPI_VERSION@"
+
+def _built(value, default):
+    return default if value.startswith("@") else value
+
+
+DRIVER_VERSION = _built("@DRIVER_VERSION@", "1.22.1-97ec1a4")
+HL_SMI_VERSION = _built("@HL_SMI_VERSION@", "hl-1.22.1-fw-59.2.3.0")
+SPI_VERSION = _built("@SPI_VERSION@", "Preboot version hl-gaudi3-1.22.1-fw-59.2.3-sec-2 (Jun 11 2025 - 10:00:00)")
 CONF_DIR = os.environ.get("HL_SMI_STANDIN_DIR", "/etc/habanalabs-standin")
+NAME = os.environ.get("HL_SMI_STANDIN_NAME", "HL-325L")
 
 BUS_IDS = [
     "0000:19:00.0",
@@ -36,6 +47,8 @@ HEADER_UNITS = {"memory.total": "MiB", "memory.used": "MiB", "memory.free": "MiB
 
 
 def device_count():
+    if os.environ.get("HL_SMI_STANDIN_COUNT"):
+        return max(0, min(len(BUS_IDS), int(os.environ["HL_SMI_STANDIN_COUNT"])))
     try:
         with open(os.path.join(CONF_DIR, "devices")) as handle:
             return max(0, min(len(BUS_IDS), int(handle.read().strip() or 0)))
@@ -48,7 +61,7 @@ def devices():
         yield {
             "index": str(idx),
             "module_id": str(MODULE_IDS[idx]),
-            "name": "HL-325L",
+            "name": NAME,
             "bus_id": BUS_IDS[idx],
             "driver_version": DRIVER_VERSION,
             "uuid": "01P4-HL3090A0-18-STANDIN-00-00-%02d" % idx,
@@ -147,8 +160,11 @@ def listing():
 def main(argv):
     if "-h" in argv or "--help" in argv:
         usage(0)
-    if os.path.exists(os.path.join(CONF_DIR, "driver-not-loaded")):
-        sys.stderr.write("hl-smi STAND-IN: simulating a host where the habanalabs driver is not loaded\n")
+    if os.environ.get("HL_SMI_STANDIN_FAIL") or os.path.exists(os.path.join(CONF_DIR, "driver-not-loaded")):
+        sys.stderr.write(
+            "hl-smi: failed to open device: No such file or directory "
+            "(STAND-IN: simulating a host where the habanalabs driver is not loaded)\n"
+        )
         return 1
     if not argv:
         sys.stdout.write(table())
@@ -172,6 +188,9 @@ def main(argv):
             usage(2)
     if not fields:
         usage(2)
+    if os.environ.get("HL_SMI_STANDIN_GARBAGE"):
+        sys.stdout.write("Usage: hl-smi [options]\n")
+        return 0
     sys.stdout.write(query(fields, fmt))
     return 0
 
