@@ -17,7 +17,7 @@ double = lib.load_test_double()
 
 @pytest.fixture
 def endpoint():
-    srv, url = double.start(cold_delay=0.3, warm_delay=0.01)
+    srv, url = double.start(cold_delay=1.0, warm_delay=0.01)
     yield url
     srv.shutdown()
     srv.server_close()
