@@ -9,7 +9,8 @@
 #   background  the host packages, the Docker engine, the Molecule base image and the VM image
 #               (network- and IO-bound; chain "system")
 #   background  .venv-oldest, the real LMCache releases of the unit tests, unit (newest,
-#               oldest) (chain "unit"; unit waits for the host packages first)
+#               oldest) (chain "unit"; unit waits for the host packages first), joined after
+#               Molecule
 # A foreground stage that needs a background step joins it first. A background step's output
 # goes to $GVL_CACHE_DIR/test-setup.*/NAME.log and is printed when it is joined; a failed step
 # fails make test there with the end of its log, and the rest of its chain does not run.
@@ -156,10 +157,12 @@ stage 03 "sanity (ansible-core $ANSIBLE_CORE_NEWEST)" sanity-newest
 join 04 venv-oldest
 stage 05 "sanity (ansible-core $ANSIBLE_CORE_OLDEST)" sanity-oldest
 stage 06 build build
-join 07 lmcache-wheels
-join 08 "unit-$ANSIBLE_CORE_NEWEST"
-join 09 "unit-$ANSIBLE_CORE_OLDEST"
-join 10 docker
-join 11 image
-join 12 vm-image
-GVL_STAGE_ORDER=13 stage 13 molecule molecule
+join 07 docker
+join 08 image
+join 09 vm-image
+# The hpu_patch scenario downloads into the same LMCache wheel cache.
+join 10 lmcache-wheels
+# Molecule does not wait for the unit tests: they run on beside the first scenarios.
+GVL_STAGE_ORDER=11 stage 11 molecule molecule
+join 12 "unit-$ANSIBLE_CORE_NEWEST"
+join 13 "unit-$ANSIBLE_CORE_OLDEST"
