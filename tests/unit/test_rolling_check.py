@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -18,6 +17,7 @@ from ansible_collections.gaudi.vllm_lmcache.tests.unit.roles.validate import val
 
 SCRIPT = os.path.join(lib.ROOT, "scripts", "rolling-check.py")
 rc_mod = lib.load(SCRIPT, "rolling_check_under_test")
+standin = lib.load_test_double()
 
 
 def iso(t):
@@ -87,39 +87,24 @@ def test_gap_restarts_and_overlap_are_judged():
 
 
 class Node(object):
-    """A tiny OpenAI completions server on a fixed port that can be stopped and started again."""
+    """The OpenAI stand-in server (tests/standins/openai_server.py) on a fixed port that can be
+    stopped and started again; ``broken`` makes its completions fail with 500."""
 
     def __init__(self, port=0):
-        self.port, self.server, self.broken = port, None, False
+        self.port, self.server = port, None
+        self.state = standin.ServerState(model="m", cold_delay=0.0, warm_delay=0.0, check_model=False)
         self.start()
 
+    @property
+    def broken(self):
+        return self.state.completion_status != 200
+
+    @broken.setter
+    def broken(self, value):
+        self.state.completion_status = 500 if value else 200
+
     def start(self):
-        node = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, code, obj):
-                body = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                self._send(200, {"data": [{"id": "m"}]})
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if node.broken:
-                    self._send(500, {"error": "broken"})
-                else:
-                    self._send(200, {"choices": [{"text": "hi"}]})
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = standin.make_server("127.0.0.1", self.port, self.state)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

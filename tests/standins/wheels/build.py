@@ -53,6 +53,12 @@ def build(src_dir, out_dir, versions=None):
                     ('__version__ = "%s"' % meta["version"]).encode(), ('__version__ = "%s"' % version).encode()
                 )
             files.append((os.path.relpath(full, root).replace(os.sep, "/"), data))
+    # "include": {"path in the wheel": "file relative to this stand-in's directory"}: shared
+    # stand-in code (tests/standins) packed into the wheel.
+    for path, rel in sorted(meta.get("include", {}).items()):
+        with open(os.path.normpath(os.path.join(src_dir, rel)), "rb") as fh:
+            files.append((path, fh.read()))
+    files.sort()
     metadata = [
         "Metadata-Version: 2.1",
         "Name: %s" % meta["name"],

@@ -1,18 +1,20 @@
 """STAND-IN `vllm` command line (test double, not vLLM).
 
-`vllm serve MODEL --port N ...` starts a tiny HTTP server on the given port that answers
-GET /health, GET /v1/models, POST /v1/completions (plain or streaming) and
-GET /standin/info (what the process received: arguments, the parsed --kv-transfer-config,
-the LMCache config file named by LMCACHE_CONFIG_FILE, selected environment variables and
-whether the Prometheus and shared LMCache directories are writable). No model is loaded.
+`vllm serve MODEL --port N ...` starts the collection's OpenAI-compatible stand-in server
+(tests/standins/openai_server.py, packed into this wheel as vllm/_openai_server.py) on the
+given port: GET /health, GET /v1/models, POST /v1/completions (plain or streaming), GET
+/metrics and GET /standin/info (what the process received: arguments, the parsed
+--kv-transfer-config, the LMCache config file named by LMCACHE_CONFIG_FILE, selected
+environment variables and whether the Prometheus and shared LMCache directories are
+writable). No model is loaded.
 
-SIMULATED prefix cache: the prompt's words stand for tokens, cut into chunks of LMCache's
-chunk_size. A chunk whose prefix hash was seen before is a hit; every missed token costs
-STANDIN_PREFILL_SECONDS_PER_TOKEN (default 0.0002 s) before the first streamed token. Hashes of
-stored chunks are kept in memory and, in Mode B (remote_url fs://PATH), as empty marker files
-under PATH, so a "warm" prompt is fast across restarts and nodes, like LMCache's shared tier.
-GET /metrics exposes lmcache:num_hit_tokens_total and lmcache:num_requested_tokens_total.
-The speedup this produces is a property of the stand-in, not a measurement of vLLM.
+SIMULATED prefix cache (the server's ChunkCache): the prompt's words stand for tokens, cut
+into chunks of LMCache's chunk_size. A chunk whose prefix hash was seen before is a hit; every
+missed token costs STANDIN_PREFILL_SECONDS_PER_TOKEN (default 0.0002 s) before the first
+streamed token. Hashes of stored chunks are kept in memory and, in Mode B (remote_url
+fs://PATH), as empty marker files under PATH, so a "warm" prompt is fast across restarts and
+nodes, like LMCache's shared tier. The speedup this produces is a property of the stand-in,
+not a measurement of vLLM.
 
 It fails the way a misconfigured server would: exit 2 for an unparsable
 --kv-transfer-config, 3 for an unreadable LMCACHE_CONFIG_FILE and 4 for an unwritable
@@ -20,14 +22,13 @@ PROMETHEUS_MULTIPROC_DIR, so systemd, the readiness wait and the tests see real 
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from vllm import __version__
+from vllm import _openai_server as server_lib
 
 ENV_KEYS = (
     "PT_HPU_LAZY_MODE",
@@ -104,137 +105,28 @@ def build_state(args, extra):
     return state
 
 
-class SimulatedPrefixCache(object):
-    """Chunk-hash prefix cache of the stand-in (see the module docstring)."""
-
-    def __init__(self, state):
-        cfg = state.get("lmcache_config") or {}
-        try:
-            self.chunk = max(1, int(cfg.get("chunk_size", 256)))
-        except ValueError:
-            self.chunk = 256
-        self.model = state["model"]
-        self.path = state.get("shared_tier_path") if state.get("shared_tier_writable") else None
-        self.seen = set()
-        self.hit_tokens = 0
-        self.requested_tokens = 0
-        self.cost = float(os.environ.get("STANDIN_PREFILL_SECONDS_PER_TOKEN", "0.0002"))
-
-    def _known(self, digest):
-        if digest in self.seen:
-            return True
-        return bool(self.path) and os.path.exists(os.path.join(self.path, "standin-%s.chunk" % digest))
-
-    def _store(self, digest):
-        self.seen.add(digest)
-        if self.path:
-            try:
-                with open(os.path.join(self.path, "standin-%s.chunk" % digest), "w"):
-                    pass
-            except OSError:
-                pass
-
-    def lookup_and_store(self, tokens):
-        """Return how many leading tokens were cached; store every full chunk."""
-        hits, prefix_hit, prev = 0, True, self.model
-        for start in range(0, len(tokens) - len(tokens) % self.chunk, self.chunk):
-            prev = hashlib.sha256((prev + "\x00" + " ".join(tokens[start : start + self.chunk])).encode()).hexdigest()
-            if prefix_hit and self._known(prev):
-                hits += self.chunk
-            else:
-                prefix_hit = False
-                self._store(prev)
-        self.hit_tokens += hits
-        self.requested_tokens += len(tokens)
-        return hits
-
-    def prefill_delay(self, tokens, hits):
-        return min(60.0, (len(tokens) - hits) * self.cost)
-
-
-def make_handler(state):
-    cache = SimulatedPrefixCache(state)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, fmt, *a):  # keep the journal quiet
-            pass
-
-        def _send(self, code, body, ctype="application/json"):
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            if self.path == "/health":
-                self._send(200, b"", "text/plain")
-            elif self.path == "/v1/models":
-                self._send(
-                    200,
-                    {
-                        "object": "list",
-                        "data": [
-                            {
-                                "id": state["model"],
-                                "object": "model",
-                                "owned_by": "vllm-standin",
-                                "max_model_len": state["max_model_len"],
-                            }
-                        ],
-                    },
-                )
-            elif self.path == "/standin/info":
-                self._send(200, state)
-            elif self.path == "/metrics":
-                text = (
-                    "# stand-in vllm (simulated prefix cache)\nvllm_standin_up 1\n"
-                    "lmcache:num_hit_tokens_total %d\nlmcache:num_requested_tokens_total %d\n"
-                    % (cache.hit_tokens, cache.requested_tokens)
-                )
-                self._send(200, text.encode(), "text/plain")
-            else:
-                self._send(404, {"error": "not found"})
-
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                req = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                self._send(400, {"error": "invalid JSON"})
-                return
-            if self.path != "/v1/completions":
-                self._send(404, {"error": "not found"})
-                return
-            tokens = str(req.get("prompt", "")).split()
-            time.sleep(cache.prefill_delay(tokens, cache.lookup_and_store(tokens)))
-            words = ["stand-in", "completion", "from", "a", "test", "double"]
-            words = words[: max(1, min(len(words), int(req.get("max_tokens", 6))))]
-            base = {"id": "cmpl-standin", "object": "text_completion", "model": state["model"]}
-            if not req.get("stream"):
-                body = dict(
-                    base,
-                    choices=[{"index": 0, "text": " ".join(words), "finish_reason": "length"}],
-                    usage={"prompt_tokens": len(str(req.get("prompt", "")).split()), "completion_tokens": len(words)},
-                )
-                self._send(200, body)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            for i, word in enumerate(words):
-                chunk = dict(base, choices=[{"index": 0, "text": (" " if i else "") + word, "finish_reason": None}])
-                self.wfile.write(("data: %s\n\n" % json.dumps(chunk)).encode())
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-            self.close_connection = True
-
-    return Handler
+def make_state(state):
+    """The stand-in server's state: LMCache's chunk size, the shared tier as marker store."""
+    cfg = state.get("lmcache_config") or {}
+    try:
+        chunk = max(1, int(cfg.get("chunk_size", 256)))
+    except ValueError:
+        chunk = 256
+    cache = server_lib.ChunkCache(
+        state["model"],
+        chunk_size=chunk,
+        cost_per_token=float(os.environ.get("STANDIN_PREFILL_SECONDS_PER_TOKEN", "0.0002")),
+        persist_dir=state.get("shared_tier_path") if state.get("shared_tier_writable") else None,
+    )
+    return server_lib.ServerState(
+        model=state["model"],
+        cache=cache,
+        info=state,
+        check_model=False,
+        max_model_len=state["max_model_len"],
+        owned_by="vllm-standin",
+        tokens=6,
+    )
 
 
 def main(argv=None):
@@ -254,7 +146,7 @@ def main(argv=None):
     parser.add_argument("--kv-transfer-config", default=None)
     args, extra = parser.parse_known_args(argv[1:])
     state = build_state(args, extra)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
+    server = server_lib.make_server(args.host, args.port, make_state(state))
     sys.stderr.write("stand-in vllm %s serving %s on %s:%d\n" % (__version__, args.model, args.host, args.port))
     try:
         server.serve_forever()
