@@ -50,3 +50,12 @@ apt_get_install() {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@"
   ) 9>"$CACHE_DIR/apt.lock"
 }
+
+# kill_tree PID: TERM a process and all its descendants (the children found first, then killed).
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    kill_tree "$child"
+  done
+  kill -TERM "$1" 2>/dev/null || true
+}

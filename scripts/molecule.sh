@@ -44,7 +44,7 @@ mkdir -p "$logdir"
 declare -A bg_pid bg_start
 stop_background() {
   local pid
-  for pid in "${bg_pid[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${bg_pid[@]}"; do kill_tree "$pid"; done
 }
 trap 'stop_background; exit 130' INT TERM
 for s in "${alongside[@]}"; do

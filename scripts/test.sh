@@ -41,15 +41,6 @@ BG_DIR="$(mktemp -d "$CACHE_DIR/test-setup.XXXXXX")"
 system_pid="" unit_pid=""
 started=$SECONDS
 
-# kill_tree PID: TERM a process and all its descendants (children first found, then killed).
-kill_tree() {
-  local child
-  for child in $(pgrep -P "$1" || true); do
-    kill_tree "$child"
-  done
-  kill -TERM "$1" 2>/dev/null || true
-}
-
 print_times() {
   local rc=$?
   # The unit chain is test work: stop it. The system chain fills caches for the next run: let
@@ -79,12 +70,12 @@ record() {
   printf '%s   %-40s %s\n' "$1" "$2" "$3" >>"$GVL_STAGE_TIMES"
 }
 
-# wait_step NAME: block until background step NAME has ended; its rc.
+# wait_step NAME: block until background step NAME has ended; sets step_rc and step_secs and
+# returns step_rc.
 wait_step() {
   until [[ -e "$BG_DIR/$1.rc" ]]; do sleep 1; done
-  local rc secs
-  read -r rc secs <"$BG_DIR/$1.rc"
-  return "$rc"
+  read -r step_rc step_secs <"$BG_DIR/$1.rc"
+  return "$step_rc"
 }
 
 # background VAR NAME TARGET|@STEP ...: run the steps one after the other in a background
@@ -121,9 +112,9 @@ background() {
 # join ORDER NAME: wait for a background step, record its time (and how long the foreground
 # waited for it), print its log; fail with the end of the log when it failed.
 join() {
-  local order="$1" name="$2" t0=$SECONDS rc secs
-  until [[ -e "$BG_DIR/$name.rc" ]]; do sleep 1; done
-  read -r rc secs <"$BG_DIR/$name.rc"
+  local order="$1" name="$2" t0=$SECONDS rc=0 secs
+  wait_step "$name" || rc=$?
+  secs=$step_secs
   record "$order" "$name" "$( ((rc)) && echo FAILED || echo ok) ${secs}s (background; waited $((SECONDS - t0))s)"
   if ((rc)); then
     header "background step $name FAILED (exit $rc): end of $BG_DIR/$name.log"

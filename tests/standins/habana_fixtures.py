@@ -17,17 +17,10 @@ import io
 import sys
 import tarfile
 
-# Same bus IDs, in the same order, as the stand-in hl-smi.
-BUS_IDS = [
-    "0000:19:00.0",
-    "0000:1a:00.0",
-    "0000:33:00.0",
-    "0000:34:00.0",
-    "0000:9a:00.0",
-    "0000:9b:00.0",
-    "0000:b3:00.0",
-    "0000:b4:00.0",
-]
+# The sysfs tree lists the devices the stand-in hl-smi reports, at the same bus IDs and in the
+# same order (this script's directory is on sys.path when it runs).
+from hl_smi import BUS_IDS
+
 OTHERS = [("0000:18:00.0", "8086", "1593", "020000"), ("0000:c0:00.0", "1da3", "ff0d", "120000")]
 SECURE_BOOT = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 

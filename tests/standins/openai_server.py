@@ -146,10 +146,6 @@ class ServerState(object):
         return hit, prompt_tokens, delay
 
 
-# The validate unit tests' name for it.
-TestDoubleState = ServerState
-
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "openai-standin/1"
@@ -256,10 +252,6 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
-
-
-# The validate unit tests' name for it.
-TestDoubleHandler = Handler
 
 
 def make_server(host, port, state):

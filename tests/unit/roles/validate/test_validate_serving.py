@@ -124,9 +124,9 @@ def test_restart_command_failure_fails(server):
 
 def test_restarted_double_keeps_persisted_prefixes(tmp_path):
     persist = str(tmp_path / "kv")
-    first = double.TestDoubleState(persist_dir=persist)
+    first = double.ServerState(persist_dir=persist)
     assert first.lookup_and_store("doc\nq1")[0] is False
-    second = double.TestDoubleState(persist_dir=persist)
+    second = double.ServerState(persist_dir=persist)
     assert second.lookup_and_store("doc\nq2")[0] is True
 
 
