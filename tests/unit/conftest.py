@@ -76,6 +76,8 @@ NO_ANSIBLE_CORE = (
     "plugins/module_utils/test_hpu_patch_behaviour.py",
     "plugins/module_utils/test_lmcache_cpu_connector.py",
     "plugins/module_utils/test_lmcache_hpu_patch.py",
+    "plugins/module_utils/test_lmcache_nocuda_build.py",
+    "plugins/module_utils/test_lmcache_requirements.py",
     "roles/observability/test_observability_dashboard.py",
     "roles/observability/test_observability_metric_names.py",
     "roles/validate/test_fleet_report.py",

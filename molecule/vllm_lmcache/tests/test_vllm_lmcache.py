@@ -192,3 +192,23 @@ def test_lmcache_hpu_patch_applied(host):
         assert adapter.exists and "gaudi.vllm_lmcache" not in adapter.content_string
         assert not host.file(site + "/lmcache/v1/gaudi_hpu_connector.py").exists
         assert host.file(site + "/lmcache/v1/gpu_connector/hpu_connector.py").exists
+
+
+def test_lmcache_is_the_nocuda_build(host):
+    """The row's lmcache_install_source is sdist-nocuda: the installed LMCache is the pure wheel
+    built from the PyPI sdist with NO_CUDA_EXT=1 (no compiled extension, so no lmcache.c_ops
+    linked to libcudart), and no CUDA-only distribution is in the virtualenv."""
+    assert ROW["lmcache_install_source"] == "sdist-nocuda"
+    probe = (
+        "import glob, json, os, sysconfig; from importlib import metadata as m; "
+        "d = m.distribution('lmcache'); site = sysconfig.get_paths()['purelib']; "
+        "print(json.dumps({'wheel': d.read_text('WHEEL'), "
+        "'so': glob.glob(os.path.join(site, 'lmcache', '**', '*.so'), recursive=True), "
+        "'dists': sorted(x.metadata['Name'].lower() for x in m.distributions())}))"
+    )
+    got = json.loads(host.check_output("%s/bin/python -c \"%s\"" % (VENV, probe)))
+    assert "Root-Is-Purelib: true" in got["wheel"], got["wheel"]
+    assert "Tag: py3-none-any" in got["wheel"], got["wheel"]
+    assert got["so"] == []
+    cuda = [d for d in got["dists"] if re.match(r"^(nvidia-|cupy-cuda|cuda-|nixl|cufile-python$|nvtx$|triton$)", d)]
+    assert cuda == [], cuda

@@ -135,6 +135,111 @@ def wheel_path(version):
     )
 
 
+def sdist_path(version):
+    """Path of the cached PyPI sdist ``lmcache-<version>.tar.gz``; downloads it when missing.
+
+    Fetched through PyPI's simple index and checked against the sha256 it lists (``pip
+    download`` of an sdist would run its build backend, which needs torch).
+    """
+    d = os.path.join(cache_root(), "lmcache-wheels")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "lmcache-%s.tar.gz" % version)
+    if os.path.exists(path):
+        return path
+    detail = ""
+    try:
+        _fetch_sdist(version, d)
+    except (OSError, ValueError, AssertionError) as exc:
+        detail = "%s: %s" % (type(exc).__name__, exc)
+    if os.path.exists(path):
+        return path
+    raise AssertionError(
+        "The LMCache %s sdist is not cached in %s and could not be downloaded from PyPI; run once "
+        "with network access, or deselect with -m 'not network':\n%s" % (version, d, detail)
+    )
+
+
+# How the collection builds LMCache for Gaudi and CPU nodes (roles/lmcache defaults
+# lmcache_build_env / lmcache_build_requirements): vllm-gaudi's LMCache CI
+# (tests/full_tests/ci_gsm8k_tests.sh of vllm-project/vllm-gaudi PR 778) installs LMCache with
+# NO_CUDA_EXT=1 BUILD_WITH_HPU=1; setup.py of the 0.4.5 to 0.4.7 sdists reads NO_CUDA_EXT
+# (no compiled extension) and not BUILD_WITH_HPU.
+NOCUDA_ENV = {"NO_CUDA_EXT": "1", "BUILD_WITH_HPU": "1"}
+BUILD_REQUIREMENTS = ["setuptools>=77.0.3,<81.0.0", "setuptools_scm>=8", "wheel", "packaging>=24.2"]
+
+
+def _run(cmd, what, env=None, timeout=1800):
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise AssertionError("%s: %s: %s" % (what, type(exc).__name__, exc))
+    if proc.returncode != 0:
+        raise AssertionError(
+            "%s failed (rc %d): %s\n%s"
+            % (what, proc.returncode, " ".join(cmd), proc.stdout.decode("utf-8", "replace")[-3000:])
+        )
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def nocuda_key(version, env=None, build_requirements=None):
+    """Cache key of a no-CUDA build: LMCache version + build environment + Python version."""
+    data = {
+        "version": version,
+        "env": dict(sorted((env or NOCUDA_ENV).items())),
+        "build_requirements": list(build_requirements or BUILD_REQUIREMENTS),
+        "python": "%d.%d" % sys.version_info[:2],
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def _venv(path, packages, extra_args=()):
+    """A virtualenv at ``path`` with ``packages`` (built once: a ``.complete`` marker)."""
+    if os.path.exists(os.path.join(path, ".complete")):
+        return os.path.join(path, "bin", "python")
+    shutil.rmtree(path, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", path], "venv %s" % path)
+    py = os.path.join(path, "bin", "python")
+    if packages:
+        _run(
+            [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + list(extra_args) + list(packages),
+            "pip install into %s" % path,
+        )
+    open(os.path.join(path, ".complete"), "w").close()
+    return py
+
+
+def nocuda_wheel(version, env=None):
+    """LMCache ``version`` built from its PyPI sdist with ``env`` (default NOCUDA_ENV).
+
+    Cached in ``<cache>/lmcache-nocuda/<version>-<key>/`` (key: nocuda_key), so a warm run
+    does not rebuild. Built like roles/lmcache/tasks/install_sdist_nocuda.yml does: ``pip
+    wheel --no-deps --no-build-isolation`` in a builder virtualenv that holds the build
+    requirements only (no torch: with NO_CUDA_EXT=1 setup.py never imports it).
+    """
+    env = dict(env or NOCUDA_ENV)
+    key = nocuda_key(version, env)
+    base = os.path.join(cache_root(), "lmcache-nocuda")
+    out = os.path.join(base, "%s-%s" % (version, key))
+    found = glob.glob(os.path.join(out, "lmcache-%s-*.whl" % version))
+    if found:
+        return found[0]
+    builder = _venv(os.path.join(base, "builder-%s" % key), BUILD_REQUIREMENTS)
+    tmp = out + ".tmp%d" % os.getpid()
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_env = dict(os.environ, **env)
+    _run(
+        [builder, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--disable-pip-version-check"]
+        + ["--wheel-dir", tmp, sdist_path(version)],
+        "building LMCache %s from its sdist with %s" % (version, env),
+        env=build_env,
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+    return glob.glob(os.path.join(out, "lmcache-%s-*.whl" % version))[0]
+
+
 def source_dir(version):
     """Unpacked release: a directory holding ``lmcache/`` and ``lmcache-<v>.dist-info/``."""
     dest = os.path.join(cache_root(), "lmcache-src", version)

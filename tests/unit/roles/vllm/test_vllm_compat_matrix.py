@@ -117,7 +117,7 @@ def test_rows_are_unique_and_complete(rows):
         "lmcache_version",
         "lmcache_versions",
         "lmcache_hpu",
-        "lmcache_source",
+        "lmcache_install_source",
         "sources",
         "notes",
     }
@@ -125,7 +125,10 @@ def test_rows_are_unique_and_complete(rows):
         assert set(r) == fields, r["id"]
         assert r["install_method"] in ("plugin", "fork")
         assert r["lmcache_hpu"] in ("patch", "native", "unsupported")
-        assert r["lmcache_source"] == "pypi"
+        # LMCache reaches a Gaudi node built from its sdist without CUDA; the fork rows'
+        # LMCache never reaches the HPU and keeps the release wheel.
+        want = "pypi-wheel" if r["lmcache_hpu"] == "unsupported" else "sdist-nocuda"
+        assert r["lmcache_install_source"] == want, r["id"]
         assert r["sources"], r["id"]
         # Driver release = userspace release, and a build number everywhere (vendor tarball URL).
         assert re.match(r"^\d+\.\d+\.\d+-\d+$", r["habana_driver_version"]), r["id"]
