@@ -298,6 +298,10 @@ def check_serving(serving):
     default_role = serving.get('default_kv_role') or 'kv_both'
     default_mode = serving.get('lmcache_mode') or 'cpu'
     stages = serving.get('stages')
+    if stages == '':
+        # ansible-core before 2.19 renders a templated null (site_run_stages | default(none))
+        # as an empty string: the role runs outside site.yml.
+        stages = None
     out = []
     shared_users = []
     cpu_total = 0.0
@@ -357,7 +361,7 @@ def check_serving(serving):
                     % (', '.join(shared_users), 's' if len(shared_users) == 1 else ''),
                 )
             )
-    memtotal = serving.get('memtotal_mb')
+    memtotal = serving.get('memtotal_mb') or None
     ratio = _as_float(serving.get('max_cpu_cache_ratio'), 0.8)
     if memtotal and cpu_total > 0:
         limit_gb = _as_float(memtotal) * ratio / 1024.0

@@ -55,6 +55,11 @@ CASES = {
         ["is not supported", "preflight_allow_unsupported_os"],
     ),
     "disk_gb_type": ("node-a", {"preflight_min_free_disk_gb": "lots"}, ["preflight_min_free_disk_gb", "lots"]),
+    "disk_path_relative": (
+        "node-b",
+        {"preflight_disk_path": "var/lib"},
+        ["preflight_disk_path=", "var/lib", "absolute"],
+    ),
     "site_stages_string": ("node-b", {"site_stages": "vllm"}, ["site_stages", "must be a list of stage names"]),
     "site_stages_unknown": ("node-a", {"site_stages": ["preflight", "serving"]}, ["unknown stages serving"]),
     # a late stage's input (validate) refused before the first stage (habana_driver) runs

@@ -158,9 +158,13 @@ SERVING_CASES = [
         [('site_stages', 'must hold kv_storage')],
     ),
     (serving(lmcache_mode='shared', stages=None), []),
+    # ansible-core < 2.19 renders a templated null as '': outside site.yml as well
+    (serving(lmcache_mode='shared', stages=''), []),
+    (serving(lmcache_mode='shared', stages=[]), [('site_stages', 'must hold kv_storage')]),
     (serving(lmcache_mode='shared', lmcache_shared_path=''), [('lmcache_shared_path', 'must be the absolute path')]),
     (serving(lmcache_max_local_cpu_size=4096, memtotal_mb=23 * 1024), [('lmcache_max_local_cpu_size', 'take 4096 GB')]),
     (serving(lmcache_max_local_cpu_size=4096, memtotal_mb=None), []),
+    (serving(lmcache_max_local_cpu_size=4096, memtotal_mb=''), []),
     (serving(lmcache_max_local_cpu_size=18, memtotal_mb=23 * 1024), []),
     (
         serving(
