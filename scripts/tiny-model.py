@@ -142,6 +142,14 @@ def build(recipe, out_dir):
         json.dump({"recipe": recipe, "build": BUILD_VERSION}, f, indent=1, sort_keys=True)
 
 
+def readable(path):
+    """Make the model readable by every user: mkdtemp creates 0700, and the serving nodes run
+    vLLM as their own service user."""
+    os.chmod(path, 0o755)
+    for name in os.listdir(path):
+        os.chmod(os.path.join(path, name), 0o644)
+
+
 def ensure(recipe=None, cache_dir=None):
     """Return the model directory for ``recipe``, building it when missing."""
     recipe = dict(DEFAULT_RECIPE, **(recipe or {}))
@@ -151,11 +159,13 @@ def ensure(recipe=None, cache_dir=None):
     root = os.path.join(cache_root(cache_dir), "tiny-models")
     path = os.path.join(root, recipe_hash(recipe))
     if os.path.isfile(os.path.join(path, "recipe.json")):
+        readable(path)
         return path
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".build-", dir=root)
     try:
         build(recipe, tmp)
+        readable(tmp)
         os.rename(tmp, path)
     except OSError:
         if not os.path.isfile(os.path.join(path, "recipe.json")):
