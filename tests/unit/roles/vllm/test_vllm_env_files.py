@@ -3,40 +3,14 @@ temporary directory: a Hugging Face token never appears in any output (normal, -
 --diff, --check --diff) when it is set, changed or removed; each key is written once; and a
 vllm_env / env value that would change a cache key fails before anything is written."""
 
-import json
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-BIN = os.path.dirname(sys.executable)
+from ansible_collections.gaudi.vllm_lmcache.tests.unit.roles.vllm import vllm_testlib as lib
 
-PLAYBOOK = """---
-- name: Environment files of the vllm role
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Load the LMCache defaults and check its inputs
-      ansible.builtin.include_role:
-        name: gaudi.vllm_lmcache.lmcache
-        tasks_from: validate
-        public: true
-      vars:
-        lmcache_configs: "{{ test_lmcache_configs }}"
-    - name: Check the vLLM inputs
-      ansible.builtin.include_role:
-        name: gaudi.vllm_lmcache.vllm
-        tasks_from: validate
-        public: true
-    - name: Write the environment files
-      ansible.builtin.include_role:
-        name: gaudi.vllm_lmcache.vllm
-        tasks_from: env_files
-"""
+PLAYBOOK = lib.playbook("Environment files of the vllm role")
 
 MARKERS = ["hf_MARKERfirst0123456789", "hf_MARKERsecond987654321"]
 # The check run first (it sees the pending change), then the real run that makes it. The
@@ -69,39 +43,11 @@ def base_vars(tmp_path, **extra):
         "vllm_allow_unsupported_combination": True,
     }
     data.update(extra)
-    data["test_lmcache_configs"] = [
-        {"name": i["name"], "mode": i["lmcache_mode"], "overrides": i.get("lmcache_overrides", {})}
-        for i in data["vllm_instances"]
-    ]
-    return data
+    return lib.with_lmcache_configs(data)
 
 
 def play(tmp_path, variables, *args):
-    (tmp_path / "etc").mkdir(exist_ok=True)
-    book = tmp_path / "play.yml"
-    book.write_text(PLAYBOOK)
-    varfile = tmp_path / "vars.json"
-    varfile.write_text(json.dumps(variables))
-    env = dict(
-        os.environ,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-    )
-    env.pop("ANSIBLE_CONFIG", None)
-    res = subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-e", "@" + str(varfile), str(book)] + list(args),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        check=False,
-    )
-    return res.returncode, res.stdout + res.stderr
+    return lib.play(tmp_path, PLAYBOOK, variables, *args)
 
 
 def env_file(tmp_path, name):

@@ -4,39 +4,18 @@ consistency of the platform matrix (roles/vllm/vars/compat.yml) with the role de
 
 import json
 import os
-import subprocess
-import sys
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-BIN = os.path.dirname(sys.executable)
+from ansible_collections.gaudi.vllm_lmcache.tests.unit.roles.vllm import vllm_testlib as lib
 
-PLAYBOOK = """---
-- name: The vllm role on one platform
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Load the LMCache defaults and check its inputs
-      ansible.builtin.include_role:
-        name: gaudi.vllm_lmcache.lmcache
-        tasks_from: validate
-        public: true
-      vars:
-        lmcache_configs: "{{ test_lmcache_configs }}"
-    - name: Check the vLLM inputs
-      ansible.builtin.include_role:
-        name: gaudi.vllm_lmcache.vllm
-        tasks_from: validate
-        public: true
-    - name: Write the environment files
-      ansible.builtin.include_role:
-        name: gaudi.vllm_lmcache.vllm
-        tasks_from: env_files
-    - name: Write the unit
+ROOT = lib.ROOT
+
+PLAYBOOK = lib.playbook(
+    "The vllm role on one platform",
+    """    - name: Write the unit
       ansible.builtin.template:
-        src: "%(root)s/roles/vllm/templates/vllm@.service.j2"
+        src: "%s/roles/vllm/templates/vllm@.service.j2"
         dest: "{{ vllm_config_dir }}/vllm@.service"
         mode: "0644"
     - name: Print the platform values
@@ -46,6 +25,8 @@ PLAYBOOK = """---
                'download_args': vllm_wheelhouse_download_args,
                'build_from_git': vllm_wheelhouse_build_from_git | bool} | to_json }}"
 """
+    % ROOT,
+)
 
 
 def defaults():
@@ -70,39 +51,11 @@ def cpu_vars(tmp_path, **extra):
         ],
     }
     data.update(extra)
-    data["test_lmcache_configs"] = [
-        {"name": i["name"], "mode": i.get("lmcache_mode", "cpu"), "overrides": i.get("lmcache_overrides", {})}
-        for i in data["vllm_instances"]
-    ]
-    return data
+    return lib.with_lmcache_configs(data)
 
 
 def play(tmp_path, variables):
-    (tmp_path / "etc").mkdir(exist_ok=True)
-    book = tmp_path / "play.yml"
-    book.write_text(PLAYBOOK % {"root": ROOT})
-    varfile = tmp_path / "vars.json"
-    varfile.write_text(json.dumps(variables))
-    env = dict(
-        os.environ,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-    )
-    env.pop("ANSIBLE_CONFIG", None)
-    res = subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-e", "@" + str(varfile), str(book)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        check=False,
-    )
-    return res.returncode, res.stdout + res.stderr
+    return lib.play(tmp_path, PLAYBOOK, variables)
 
 
 def platform_values(out):
