@@ -81,7 +81,7 @@ molecule: venv image ## Molecule scenarios: all, or one with SCENARIO=name
 	@bash scripts/molecule.sh $(SCENARIO)
 
 .PHONY: lab
-lab: venv image ## Local lab: 3 containers (2 stand-in Gaudi nodes, 1 prefill node), site.yml, validation summary
+lab: venv image ## Local lab: 4 containers (2 stand-in Gaudi nodes, 2 real CPU serving nodes), site.yml, validation summary
 	@bash scripts/lab.sh up
 
 .PHONY: lab-down

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The local lab: `lab.sh up` creates (or reuses) three systemd containers - lab-gaudi-1 and
-# lab-gaudi-2 (gaudi_nodes, STAND-IN hardware) and lab-prefill-1 (prefill_nodes) - with one
-# host directory bind-mounted into all three in place of the VAST mount, prepares the
-# stand-ins (molecule/cluster/prepare.yml), runs `ansible-playbook -i inventories/lab site.yml`
-# and prints the validation summary. The containers are started by molecule/shared/create.yml
+# The local lab: `lab.sh up` creates (or reuses) four systemd containers - lab-gaudi-1 and
+# lab-gaudi-2 (gaudi_nodes, STAND-IN hardware and serving stack) and lab-prefill-1 and
+# lab-prefill-2 (prefill_nodes, REAL CPU serving: vLLM's CPU build, LMCache, a tiny model) -
+# with one host directory bind-mounted into all four in place of the VAST mount, builds the CPU
+# nodes' wheelhouse and model once on this machine (molecule/serving_cpu/prepare.yml, mounted
+# read-only into those two), prepares the stand-ins (molecule/cluster/prepare.yml), runs
+# `ansible-playbook -i inventories/lab site.yml` and prints the validation summary. The containers are started by molecule/shared/create.yml
 # with the settings of molecule/shared/vars/platform.yml, as in the Molecule scenarios. On new
 # containers site.yml runs twice: the first converge, then a re-converge that must report
 # 0 changed; both wall times and their ratio are printed. On a converged lab it runs once
@@ -19,7 +21,12 @@ STATE_DIR="$LAB_DIR/state"
 REPORT_DIR="$LAB_DIR/validation"
 SHARED_MOUNT=/mnt/kvcache
 IMAGE="${GVL_MOLECULE_IMAGE:-$IMAGE_REPO:latest}"
-NODES=(lab-gaudi-1 lab-gaudi-2 lab-prefill-1)
+NODES=(lab-gaudi-1 lab-gaudi-2 lab-prefill-1 lab-prefill-2)
+# The real CPU serving nodes (inventories/lab group lab_cpu_nodes): they also mount the
+# serving-cpu cache (wheelhouse and model) read-only and get a larger /dev/shm for vLLM.
+CPU_NODES=(lab-prefill-1 lab-prefill-2)
+SERVING_DIR="$CACHE_DIR/serving-cpu"
+SERVING_MOUNT=/opt/gvl-serving
 LABEL=gaudi-vllm-lmcache.lab=1
 
 usage() {
@@ -37,6 +44,19 @@ container_state() {
   fi
 }
 
+is_cpu_node() {
+  local n
+  for n in "${CPU_NODES[@]}"; do
+    [[ "$n" == "$1" ]] && return 0
+  done
+  return 1
+}
+
+# Whether container $1 has a bind mount at $2 (a lab from before the CPU nodes has none).
+has_mount() {
+  docker inspect -f '{{range .Mounts}}{{println .Destination}}{{end}}' "$1" 2>/dev/null | grep -qxF "$2"
+}
+
 is_lab_container() {
   [[ "$(docker inspect -f '{{index .Config.Labels "gaudi-vllm-lmcache.lab"}}' "$1" 2>/dev/null)" == 1 ]]
 }
@@ -48,8 +68,13 @@ start_nodes() {
   {
     printf '{"gvl_platform_labels": {}, "gvl_platforms": ['
     for name in "${NODES[@]}"; do
-      printf '%s{"name": "%s", "image": "%s", "volumes": ["%s:%s:rw"], "labels": {"%s": "%s"}}' \
-        "$sep" "$name" "$IMAGE" "$SHARED_DIR" "$SHARED_MOUNT" "${LABEL%%=*}" "${LABEL#*=}"
+      if is_cpu_node "$name"; then
+        printf '%s{"name": "%s", "image": "%s", "volumes": ["%s:%s:rw", "%s:%s:ro"], "shm_size": "1g", "labels": {"%s": "%s"}}' \
+          "$sep" "$name" "$IMAGE" "$SHARED_DIR" "$SHARED_MOUNT" "$SERVING_DIR" "$SERVING_MOUNT" "${LABEL%%=*}" "${LABEL#*=}"
+      else
+        printf '%s{"name": "%s", "image": "%s", "volumes": ["%s:%s:rw"], "labels": {"%s": "%s"}}' \
+          "$sep" "$name" "$IMAGE" "$SHARED_DIR" "$SHARED_MOUNT" "${LABEL%%=*}" "${LABEL#*=}"
+      fi
       sep=", "
     done
     printf ']}\n'
@@ -78,13 +103,23 @@ lab_up() {
   activate_venv
   cd "$ROOT"
   docker image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE is missing; run 'make image'"
-  mkdir -p "$SHARED_DIR" "$STATE_DIR" "$REPORT_DIR"
+  mkdir -p "$SHARED_DIR" "$STATE_DIR" "$REPORT_DIR" "$SERVING_DIR"
+
+  # Before the containers: they mount it. Downloads the wheelhouse once (about 1 GB), then
+  # reuses it; the model is rebuilt only when its recipe changes.
+  header "real CPU nodes: wheelhouse and model (molecule/serving_cpu/prepare.yml, on this machine)"
+  ansible-playbook -i localhost, molecule/serving_cpu/prepare.yml --limit localhost
 
   header "lab containers"
   for name in "${NODES[@]}"; do
     state="$(container_state "$name")"
     if [[ "$state" != absent ]] && ! is_lab_container "$name"; then
       die "a container named $name exists and was not created by the lab; remove or rename it"
+    fi
+    if [[ "$state" != absent ]] && is_cpu_node "$name" && ! has_mount "$name" "$SERVING_MOUNT"; then
+      echo "$name: has no $SERVING_MOUNT mount (a lab from before the CPU nodes), to be created again"
+      docker rm -f "$name" >/dev/null
+      state=absent
     fi
     case "$state" in
       running) echo "$name: running, reused" ;;
