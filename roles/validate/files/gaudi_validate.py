@@ -914,21 +914,22 @@ def _delta(before, after, names):
 
 
 def hit_figures(before, after):
-    """Hit tokens between two scrapes: the larger of LMCache's counter and vLLM's connector counter.
+    """Hit tokens between two scrapes: vLLM's connector counter where it is exported, else LMCache's.
 
-    LMCache's own counter lags (flushed every 10 s) and needs PROMETHEUS_MULTIPROC_DIR to be
-    exported at all; vLLM's vllm:external_prefix_cache_hits counts the same tokens when vLLM
-    loads them through the connector.
+    vLLM's vllm:external_prefix_cache_hits counts the tokens vLLM loaded through the connector
+    when it loads them. LMCache's own counter needs PROMETHEUS_MULTIPROC_DIR to be exported at all
+    and lags (flushed every 10 s), so an earlier request's hits can land in a later window.
     """
     if not (before.get("exposed") and after.get("exposed")):
         return {"exposed": False, "reason": after.get("reason") or before.get("reason")}
+    # LMCache's first, vLLM's last: the one used is the last found.
     found = [d for d in (_delta(before, after, METRIC_HIT_TOKENS), _delta(before, after, METRIC_EXTERNAL_HITS)) if d]
     if not found:
         return {
             "exposed": False,
             "reason": "/metrics has neither lmcache:num_hit_tokens nor vllm:external_prefix_cache_hits",
         }
-    name, first, last = max(found, key=lambda d: d[2] - d[1])
+    name, first, last = found[-1]
     return {
         "exposed": True,
         "metric": name,

@@ -174,7 +174,8 @@ def test_different_warm_text_fails_when_required(server):
     [
         (("external",), "vllm:external_prefix_cache_hits_total"),
         (("lmcache_lagging", "external"), "vllm:external_prefix_cache_hits_total"),
-        (("lmcache", "external"), "lmcache:num_hit_tokens_total"),
+        (("lmcache", "external"), "vllm:external_prefix_cache_hits_total"),
+        (("lmcache",), "lmcache:num_hit_tokens_total"),
     ],
 )
 def test_hits_fall_back_to_vllm_connector_counter(server, families, metric):
