@@ -224,4 +224,9 @@ def test_example_inventories_repeat_no_version_pins():
         for name in files:
             if name.endswith(".yml"):
                 data = load(base, name) or {}
-                assert not set(pins) & set(data), os.path.join(base, name)
+                found = set(pins) & set(data)
+                # The gaudi_stack row drives the hpu stack only: a group of non-Gaudi nodes (the
+                # lab's CPU nodes) names the LMCache release of its own platform.
+                if data.get("vllm_platform", "hpu") != "hpu":
+                    found -= {"lmcache_version"}
+                assert not found, os.path.join(base, name)
