@@ -64,17 +64,18 @@ is_lab_container() {
 # Start (or reuse) the nodes with the shared platform definition of the Molecule scenarios,
 # plus the shared directory and the lab label; waits for systemd in each.
 start_nodes() {
-  local platforms="$STATE_DIR/platforms.json" name sep=""
+  local platforms="$STATE_DIR/platforms.json" name sep="" cpu
   {
     printf '{"gvl_platform_labels": {}, "gvl_platforms": ['
     for name in "${NODES[@]}"; do
+      cpu=""
       if is_cpu_node "$name"; then
-        printf '%s{"name": "%s", "image": "%s", "volumes": ["%s:%s:rw", "%s:%s:ro"], "shm_size": "1g", "labels": {"%s": "%s"}}' \
-          "$sep" "$name" "$IMAGE" "$SHARED_DIR" "$SHARED_MOUNT" "$SERVING_DIR" "$SERVING_MOUNT" "${LABEL%%=*}" "${LABEL#*=}"
+        cpu="$(printf ', "%s:%s:ro"], "shm_size": "1g"' "$SERVING_DIR" "$SERVING_MOUNT")"
       else
-        printf '%s{"name": "%s", "image": "%s", "volumes": ["%s:%s:rw"], "labels": {"%s": "%s"}}' \
-          "$sep" "$name" "$IMAGE" "$SHARED_DIR" "$SHARED_MOUNT" "${LABEL%%=*}" "${LABEL#*=}"
+        cpu="]"
       fi
+      printf '%s{"name": "%s", "image": "%s", "volumes": ["%s:%s:rw"%s, "labels": {"%s": "%s"}}' \
+        "$sep" "$name" "$IMAGE" "$SHARED_DIR" "$SHARED_MOUNT" "$cpu" "${LABEL%%=*}" "${LABEL#*=}"
       sep=", "
     done
     printf ']}\n'

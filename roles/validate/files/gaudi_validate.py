@@ -541,6 +541,23 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _write_atomic(path, text, durable=False):
+    """Write `text` to `path` through a temporary file and a rename (readers never see half of
+    it); durable: fsync the file and its directory first (markers other nodes read)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    tmp = path + ".tmp-%d" % os.getpid()
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    if durable:
+        _fsync_dir(directory)
+
+
 def storage_io(directory, files, size, block=1024 * 1024):
     """Write `files` files of `size` bytes with fsync, drop them from the page cache, read back."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -610,50 +627,49 @@ def visibility_write(base, name, stale_after_s=3600):
         except OSError:
             pass
     path = os.path.join(marker_dir, name)
-    tmp = path + ".tmp-%d" % os.getpid()
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"writer": socket.gethostname(), "written_at": now}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(tmp, path)
-    _fsync_dir(marker_dir)
+    _write_atomic(path, json.dumps({"writer": socket.gethostname(), "written_at": now}), durable=True)
     return {"mode": "write", "name": name, "path": path, "status": "pass", "reason": "marker written"}
 
 
-def visibility_expect(base, name, timeout, interval=0.2):
-    marker_dir = os.path.join(base, MARKER_DIR)
-    path = os.path.join(marker_dir, name)
+def _wait_for_json(path, timeout, interval=0.2):
+    """(content, seconds waited) of the JSON file `path` once it can be read, else (None, None)."""
     start = time.monotonic()
     while True:
         try:
-            # Listing the directory revalidates it, defeating cached negative lookups.
-            if name in os.listdir(marker_dir) or os.path.exists(path):
+            # Listing the directory revalidates it, defeating cached negative lookups (NFS).
+            if os.path.basename(path) in os.listdir(os.path.dirname(path)) or os.path.exists(path):
                 with open(path, "r", encoding="utf-8") as handle:
-                    content = json.load(handle)
-                waited = time.monotonic() - start
-                return {
-                    "mode": "expect",
-                    "name": name,
-                    "path": path,
-                    "status": "pass",
-                    "seen_after_s": _round(waited),
-                    "timeout_s": timeout,
-                    "writer": content.get("writer"),
-                    "reason": "marker from %s seen after %.2fs" % (content.get("writer"), waited),
-                }
+                    return json.load(handle), time.monotonic() - start
         except (OSError, ValueError):
             pass
         if time.monotonic() - start >= timeout:
-            return {
-                "mode": "expect",
-                "name": name,
-                "path": path,
-                "status": "fail",
-                "seen_after_s": None,
-                "timeout_s": timeout,
-                "reason": "marker %s not visible within %ss" % (name, timeout),
-            }
+            return None, None
         time.sleep(interval)
+
+
+def visibility_expect(base, name, timeout, interval=0.2):
+    path = os.path.join(base, MARKER_DIR, name)
+    content, waited = _wait_for_json(path, timeout, interval)
+    if content is None:
+        return {
+            "mode": "expect",
+            "name": name,
+            "path": path,
+            "status": "fail",
+            "seen_after_s": None,
+            "timeout_s": timeout,
+            "reason": "marker %s not visible within %ss" % (name, timeout),
+        }
+    return {
+        "mode": "expect",
+        "name": name,
+        "path": path,
+        "status": "pass",
+        "seen_after_s": _round(waited),
+        "timeout_s": timeout,
+        "writer": content.get("writer"),
+        "reason": "marker from %s seen after %.2fs" % (content.get("writer"), waited),
+    }
 
 
 def tier_storage(args, ctx):
@@ -1120,17 +1136,8 @@ def cross_node_seed(args):
         )
         return result
     marker = _cross_node_marker(args.storage_path, args.cross_node_seed)
-    os.makedirs(os.path.dirname(marker), mode=0o755, exist_ok=True)
-    tmp = marker + ".tmp-%d" % os.getpid()
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(
-            {"writer": args.node or socket.gethostname(), "model": model, "prompt": prompt, "text": answer["text"]},
-            handle,
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(tmp, marker)
-    _fsync_dir(os.path.dirname(marker))
+    record = {"writer": args.node or socket.gethostname(), "model": model, "prompt": prompt, "text": answer["text"]}
+    _write_atomic(marker, json.dumps(record), durable=True)
     result.update(
         {"status": "pass", "marker": marker, "reason": "%d file(s) stored on the shared tier" % (count - files_before)}
     )
@@ -1144,21 +1151,13 @@ def cross_node_read(args, model):
         out["error"] = "--cross-node-expect needs --storage-path"
         return out
     marker = _cross_node_marker(args.storage_path, args.cross_node_expect)
-    deadline = time.monotonic() + args.cross_node_timeout
-    content = None
-    while content is None:
-        try:
-            os.listdir(os.path.dirname(marker))  # revalidates the directory (NFS negative lookups)
-            with open(marker, "r", encoding="utf-8") as handle:
-                content = json.load(handle)
-        except (OSError, ValueError):
-            if time.monotonic() >= deadline:
-                out["error"] = "no marker %s within %ss: the seeding node did not store its prompt" % (
-                    marker,
-                    args.cross_node_timeout,
-                )
-                return out
-            time.sleep(0.2)
+    content, dummy = _wait_for_json(marker, args.cross_node_timeout)
+    if content is None:
+        out["error"] = "no marker %s within %ss: the seeding node did not store its prompt" % (
+            marker,
+            args.cross_node_timeout,
+        )
+        return out
     out["writer"] = content.get("writer")
     if content.get("model") != model:
         out["error"] = "the seeding node %s served model %s, this node serves %s" % (
@@ -1595,16 +1594,6 @@ def parse_args(argv=None):
         if value is not None and not re.match(r"^[A-Za-z0-9._-]+$", value):
             parser.error("--%s takes letters, digits, '.', '_' and '-'" % name.replace("_", "-"))
     return args
-
-
-def _write_atomic(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

@@ -116,6 +116,13 @@ def test_shared_cache_check_passes(name, tmp_path):
         assert "default: chunk_size" in out, out
 
 
+def same_cache_domain(name, tmp_path, odd):
+    """The other hosts of `odd`'s cache domain (the lab's CPU nodes have one of their own)."""
+    hostvars = inventory_list(name, tmp_path)["_meta"]["hostvars"]
+    domain = hostvars[odd].get("preflight_cache_domain", "default")
+    return [h for h, hv in hostvars.items() if h != odd and hv.get("preflight_cache_domain", "default") == domain]
+
+
 @pytest.mark.parametrize("name", sorted(SHARED))
 def test_shared_cache_check_names_the_node_with_another_chunk_size(name, tmp_path):
     odd = SHARED[name]
@@ -125,10 +132,7 @@ def test_shared_cache_check_names_the_node_with_another_chunk_size(name, tmp_pat
     assert rc != 0, out
     assert "disagree on chunk_size" in out, out
     assert "%s=512" % odd in out, out
-    hostvars = inventory_list(name, tmp_path)["_meta"]["hostvars"]
-    domain = hostvars[odd].get("preflight_cache_domain", "default")
-    # The other nodes of the odd node's cache domain (the lab's CPU nodes have one of their own).
-    others = [h for h, hv in hostvars.items() if h != odd and hv.get("preflight_cache_domain", "default") == domain]
+    others = same_cache_domain(name, tmp_path, odd)
     assert others
     for host in others:
         assert "%s=256" % host in out, out
@@ -146,7 +150,5 @@ def test_shared_cache_check_holds_under_limit(name, tmp_path):
     assert rc != 0, out
     assert "disagree on chunk_size" in out, out
     assert "%s=512" % odd in out, out
-    hostvars = inventory_list(name, tmp_path)["_meta"]["hostvars"]
-    domain = hostvars[odd].get("preflight_cache_domain", "default")
-    others = [h for h, hv in hostvars.items() if h != odd and hv.get("preflight_cache_domain", "default") == domain]
+    others = same_cache_domain(name, tmp_path, odd)
     assert any("%s=256" % host in out for host in others), out
