@@ -54,10 +54,21 @@ for s in "${alongside[@]}"; do
   bg_pid[$s]=$!
 done
 
+# failure_excerpt LOG: the failed tasks of a scenario's log, short enough to sit at the end of
+# the output (a CI that keeps only the tail still says why): each "fatal:"/"failed:" line and
+# the task heading before it, cut to 1200 characters, the last 16 lines.
+failure_excerpt() {
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^TASK \[|^(fatal|failed): |FAILED!|^ERROR|CRITICAL' |
+    grep -B1 -E '^(fatal|failed): |FAILED!|^ERROR|CRITICAL' | grep -v '^--$' |
+    cut -c1-1200 | tail -n 16 || true
+}
+
 for s in "${sequence[@]}"; do
   header "molecule test -s $s"
   start=$SECONDS
-  if molecule test -s "$s"; then
+  # The output goes to the terminal and to a log (for the excerpt at the end); pipefail keeps
+  # molecule's exit status.
+  if molecule test -s "$s" 2>&1 | tee "$logdir/$s.log"; then
     record "$s" "ok $((SECONDS - start))s"
   else
     record "$s" "FAILED $((SECONDS - start))s"
@@ -76,6 +87,11 @@ for s in "${alongside[@]}"; do
   else
     record "$s" "ok $((SECONDS - bg_start[$s]))s (background)"
   fi
+done
+
+for s in "${failed[@]}"; do
+  header "molecule $s FAILED: the failed tasks (whole log: $logdir/$s.log)"
+  failure_excerpt "$logdir/$s.log"
 done
 
 header "Molecule summary"
