@@ -62,7 +62,11 @@ def test_stage_names_are_the_tag_names():
     tags = set()
     for play in plays:
         tags.update(play.get("tags", []))
+        # The rolling serving play tags its tasks, not itself.
+        for task in play.get("tasks", []):
+            tags.update(task.get("tags", []))
     tags.discard("validate_summary")
+    tags.discard("always")
     stages = None
     for task in plays[0]["pre_tasks"]:
         if "vars" in task and "__site_all_stages" in task["vars"]:
@@ -72,12 +76,55 @@ def test_stage_names_are_the_tag_names():
     text = open(os.path.join(ROOT, "playbooks", "site.yml")).read()
     for stage in stages:
         assert "'%s' in site_run_stages" % stage in text, stage
-    # site.yml hands no variables to the roles it includes: inventory values always win.
+    # site.yml hands no variables to the roles it includes: inventory values always win. The
+    # exceptions: the driver play defers the reboot to the one-node-at-a-time play, and the
+    # rolling gates run the validate role on the site_rolling_gates tiers.
+    allowed = {
+        "gaudi.vllm_lmcache.habana_driver": {"habana_driver_reboot_ok"},
+        "gaudi.vllm_lmcache.validate": {
+            "validate_tiers",
+            "validate_required_tiers",
+            "validate_fetch_report",
+            "validate_visibility_check",
+            "validate_cross_node",
+        },
+    }
+
+    def walk(tasks):
+        for task in tasks:
+            yield task
+            for key in ("block", "rescue", "always"):
+                yield from walk(task.get(key, []))
+
     for play in plays:
-        for task in play.get("tasks", []) + play.get("pre_tasks", []):
+        for task in walk(play.get("tasks", []) + play.get("pre_tasks", [])):
             if "ansible.builtin.include_role" in task:
-                assert "vars" not in task, task["name"]
+                role = task["ansible.builtin.include_role"]["name"]
+                assert set(task.get("vars", {})) <= allowed.get(role, set()), task["name"]
         assert "vars" not in play, play["name"]
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ({"site_serial": 0}, ["site_serial=0: a number of nodes (at least 1)"]),
+        ({"site_serial": "150%"}, ["site_serial=", "150%", "a percentage of them"]),
+        ({"site_max_fail_percentage": 101}, ["site_max_fail_percentage=101: a whole number from 0 to 100"]),
+        ({"site_rolling_gates": ["serving", "speed"]}, ["site_rolling_gates=", "speed", "a list of validation tiers"]),
+        ({"site_rolling_gates": "serving"}, ["site_rolling_gates=", "a list of validation tiers"]),
+    ],
+)
+def test_rolling_settings_are_checked_before_any_change(tmp_path, extra, expected):
+    rc, out = site(tmp_path, extra)
+    assert rc != 0, out
+    assert "Check the rolling converge settings" in out, out
+    for text in expected:
+        assert text in out, out
+
+
+def test_valid_rolling_settings_pass(tmp_path):
+    rc, out = site(tmp_path, {"site_serial": "50%", "site_max_fail_percentage": 25, "site_rolling_gates": []})
+    assert rc == 0, out
 
 
 def test_inventory_stage_lists_use_the_vocabulary():
