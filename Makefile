@@ -84,6 +84,10 @@ molecule: venv image ## Molecule scenarios: all, or one with SCENARIO=name
 lab: venv image ## Local lab: 4 containers (2 stand-in Gaudi nodes, 2 real CPU serving nodes), site.yml, validation summary
 	@bash scripts/lab.sh up
 
+.PHONY: lab-rolling
+lab-rolling: venv ## On a converged lab: roll a config change one node at a time (and back) under a request loop, judged by scripts/rolling-check.py
+	@bash scripts/lab.sh rolling
+
 .PHONY: lab-down
 lab-down: ## Remove the lab containers and the lab state
 	@bash scripts/lab.sh down

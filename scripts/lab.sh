@@ -9,8 +9,10 @@
 # with the settings of molecule/shared/vars/platform.yml, as in the Molecule scenarios. On new
 # containers site.yml runs twice: the first converge, then a re-converge that must report
 # 0 changed; both wall times and their ratio are printed. On a converged lab it runs once
-# and that run must report 0 changed. `lab.sh down` removes the containers and the lab
-# state. See docs/lab.md.
+# and that run must report 0 changed. Before the re-converge playbooks/observability.yml puts
+# Prometheus on the monitoring host (lab-gaudi-1); after it, the recorded LMCache hit rate of
+# the real CPU nodes must come back from Prometheus. `lab.sh down` removes the containers and
+# the lab state. See docs/lab.md.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -30,7 +32,7 @@ SERVING_MOUNT=/opt/gvl-serving
 LABEL=gaudi-vllm-lmcache.lab=1
 
 usage() {
-  echo "usage: $0 up|down" >&2
+  echo "usage: $0 up|rolling|down" >&2
   exit 2
 }
 
@@ -99,6 +101,67 @@ run_site() {
   SITE_CHANGED="$(sed -nE 's/.* changed=([0-9]+) .*/\1/p' <<<"$recap" | awk '{s += $1} END {print s + 0}')"
 }
 
+# Prometheus on the monitoring host (inventories/lab group monitoring), before the re-converge,
+# so the validation's requests of the re-converge land in its samples.
+PROM_URL=http://127.0.0.1:19090
+prometheus_up() {
+  header "Prometheus: ansible-playbook -i inventories/lab playbooks/observability.yml (monitoring host)"
+  # The node exporter on the monitoring host only: the containers share one network.
+  ansible-playbook -i inventories/lab playbooks/observability.yml -e observability_server_hosts=monitoring \
+    --limit monitoring >"$STATE_DIR/observability.log" 2>&1 ||
+    { tail -n 40 "$STATE_DIR/observability.log" >&2; die "playbooks/observability.yml failed; the log is $STATE_DIR/observability.log"; }
+  sed -n '/^PLAY RECAP/,/^$/p' "$STATE_DIR/observability.log"
+}
+
+# Query the recorded per-node LMCache hit rate until every real CPU node has a value (the
+# rules need two samples around the re-converge's validation requests), at most $1 seconds.
+prometheus_hit_rate() {
+  local wait="$1"
+  header "Prometheus: recorded LMCache hit rate (node:lmcache_hit_rate:ratio_rate5m)"
+  python3 - "$PROM_URL" "$wait" "${CPU_NODES[@]}" <<'PY'
+import json, sys, time, urllib.parse, urllib.request
+
+url, wait, nodes = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+
+
+def query(expr):
+    q = urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen("%s/api/v1/query?%s" % (url, q), timeout=10) as resp:
+        body = json.load(resp)
+    return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
+
+
+def by_node(expr):
+    return {m.get("node", "fleet"): v for m, v in query(expr)}
+
+
+deadline = time.monotonic() + wait
+rates, error = {}, None
+while True:
+    try:
+        rates, error = by_node("node:lmcache_hit_rate:ratio_rate5m"), None
+    except Exception as exc:  # not up yet
+        error = exc
+    if all(n in rates for n in nodes) or time.monotonic() > deadline:
+        break
+    time.sleep(5)
+if error is not None:
+    sys.exit("Prometheus at %s did not answer: %s" % (url, error))
+up = query("up")
+fleet = by_node("fleet:lmcache_hit_rate:ratio_rate5m").get("fleet")
+external = by_node("node:vllm_external_prefix_cache_hit_rate:ratio_rate5m")
+print("%-16s %-14s %s" % ("NODE", "LMCACHE HIT", "VLLM EXTERNAL HIT"))
+for node in sorted(set(rates) | set(nodes)):
+    print("%-16s %-14s %s" % (node, "%.3f" % rates[node] if node in rates else "-",
+                              "%.3f" % external[node] if node in external else "-"))
+print("fleet hit rate: %s; targets up: %d of %d" % ("-" if fleet is None else "%.3f" % fleet,
+                                                  sum(1 for m, v in up if v == 1), len(up)))
+missing = [n for n in nodes if n not in rates]
+if missing:
+    sys.exit("no recorded hit rate for %s within %.0fs" % (", ".join(missing), wait))
+PY
+}
+
 lab_up() {
   local start=$SECONDS created=0 name state
   activate_venv
@@ -152,6 +215,7 @@ lab_up() {
     echo "$first_s" >"$STATE_DIR/first-converge-seconds"
     echo "First converge: $SITE_CHANGED change(s) in ${first_s}s"
   fi
+  prometheus_up
   header "re-converge: ansible-playbook -i inventories/lab site.yml"
   run_site "$log"
   again_s=$SITE_SECONDS
@@ -169,6 +233,7 @@ lab_up() {
     die "the re-converge on a converged lab reported $SITE_CHANGED change(s); site.yml is not idempotent here"
   fi
   touch "$STATE_DIR/converged"
+  prometheus_hit_rate 120
   [[ -n "$first_s" ]] || first_s="$(cat "$STATE_DIR/first-converge-seconds" 2>/dev/null || true)"
 
   header "converge times"
@@ -181,6 +246,57 @@ lab_up() {
   fi
   echo "Reports: $REPORT_DIR; shared directory: $SHARED_DIR (at $SHARED_MOUNT in the nodes)."
   echo "make lab took $((SECONDS - start))s"
+}
+
+# One roll of site.yml's serving play, one node at a time, with lab_rollout=$1 (a change of every
+# instance's environment file, so every instance restarts: drained, restarted, waited for,
+# then gated on the serving tier); the restart steps go to the timeline rolling-check.py reads.
+roll() {
+  local value="$1" log="$STATE_DIR/rolling-$1.log" rc=0
+  header "rolling change lab_rollout=$value: site.yml --tags vllm,lmcache -e site_serial=1"
+  ansible-playbook -i inventories/lab site.yml --tags vllm,lmcache -e site_serial=1 \
+    -e "lab_rollout=$value" -e "vllm_restart_timeline_dir=$STATE_DIR/timeline" >"$log" 2>&1 || rc=$?
+  sed -n '/^PLAY RECAP/,/^$/p' "$log"
+  ((rc == 0)) || { tail -n 40 "$log" >&2; return "$rc"; }
+}
+
+# `lab.sh rolling` on a converged lab: a request loop against every node's endpoint
+# (scripts/rolling-check.py, loopback) while a configuration change rolls through the lab one
+# node at a time and then rolls back; the loop's verdict: at every moment a node answered
+# (longest gap at most 30 s), no request failed on a node outside its restart window, every
+# node restarted, no two restarts overlapped.
+lab_rolling() {
+  local name endpoints=() port rc=0 loop_pid stop="$STATE_DIR/rolling.stop" out="$STATE_DIR/rolling.json"
+  activate_venv
+  cd "$ROOT"
+  [[ -e "$STATE_DIR/converged" ]] || die "the lab is not converged; run 'make lab' first"
+  for name in "${NODES[@]}"; do
+    [[ "$(container_state "$name")" == running ]] || die "$name is not running; run 'make lab' first"
+    port="$(sed -nE 's/^lab_vllm_port: *([0-9]+).*/\1/p' "inventories/lab/host_vars/$name.yml")"
+    endpoints+=(--endpoint "$name=http://127.0.0.1:$port")
+  done
+  rm -rf "$STATE_DIR/timeline" "$stop" "$out" "$STATE_DIR/rolling.ready"
+  mkdir -p "$STATE_DIR/timeline"
+  header "request loop: scripts/rolling-check.py against ${NODES[*]}"
+  python3 scripts/rolling-check.py "${endpoints[@]}" --timeline-dir "$STATE_DIR/timeline" \
+    --stop-file "$stop" --ready-file "$STATE_DIR/rolling.ready" --duration 3600 --timeout 60 \
+    --max-gap 30 --slack 2 --expect-restarts "${#NODES[@]}" --expect-serial --out "$out" \
+    >"$STATE_DIR/rolling-check.log" 2>&1 &
+  loop_pid=$!
+  for _ in $(seq 1 120); do
+    [[ -e "$STATE_DIR/rolling.ready" ]] && break
+    kill -0 "$loop_pid" 2>/dev/null || break
+    sleep 1
+  done
+  [[ -e "$STATE_DIR/rolling.ready" ]] || { cat "$STATE_DIR/rolling-check.log" >&2; die "the request loop did not start"; }
+  local started=$SECONDS
+  roll 1 && roll 0 || rc=$?
+  touch "$stop"
+  wait "$loop_pid" || rc=$((rc ? rc : $?))
+  header "rolling check verdict ($((SECONDS - started))s of rolling)"
+  cat "$STATE_DIR/rolling-check.log"
+  ((rc == 0)) || die "the rolling change failed (exit $rc); logs: $STATE_DIR/rolling-*.log"
+  echo "Verdict: $out; restart timeline: $STATE_DIR/timeline"
 }
 
 lab_down() {
@@ -209,6 +325,7 @@ lab_down() {
 
 case "${1:-}" in
   up) lab_up ;;
+  rolling) lab_rolling ;;
   down) lab_down ;;
   *) usage ;;
 esac
