@@ -261,7 +261,8 @@ roll() {
 }
 
 # `lab.sh rolling` on a converged lab: a request loop against every node's endpoint
-# (scripts/rolling-check.py, loopback) while a configuration change rolls through the lab one
+# (scripts/rolling-check.py, loopback; one request per node and second, so the loop itself
+# does not starve a restarting CPU node of its two cores) while a configuration change rolls through the lab one
 # node at a time and then rolls back; the loop's verdict: at every moment a node answered
 # (longest gap at most 30 s), no request failed on a node outside its restart window, every
 # node restarted, no two restarts overlapped.
@@ -279,7 +280,7 @@ lab_rolling() {
   mkdir -p "$STATE_DIR/timeline"
   header "request loop: scripts/rolling-check.py against ${NODES[*]}"
   python3 scripts/rolling-check.py "${endpoints[@]}" --timeline-dir "$STATE_DIR/timeline" \
-    --stop-file "$stop" --ready-file "$STATE_DIR/rolling.ready" --duration 3600 --timeout 60 \
+    --stop-file "$stop" --ready-file "$STATE_DIR/rolling.ready" --duration 3600 --timeout 60 --interval 1 \
     --max-gap 30 --slack 2 --expect-restarts "${#NODES[@]}" --expect-serial --out "$out" \
     >"$STATE_DIR/rolling-check.log" 2>&1 &
   loop_pid=$!
