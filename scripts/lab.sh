@@ -280,7 +280,7 @@ lab_rolling() {
   mkdir -p "$STATE_DIR/timeline"
   header "request loop: scripts/rolling-check.py against ${NODES[*]}"
   python3 scripts/rolling-check.py "${endpoints[@]}" --timeline-dir "$STATE_DIR/timeline" \
-    --stop-file "$stop" --ready-file "$STATE_DIR/rolling.ready" --duration 3600 --timeout 60 --interval 1 \
+    --stop-file "$stop" --ready-file "$STATE_DIR/rolling.ready" --duration 7200 --timeout 60 --interval 1 \
     --max-gap 30 --slack 2 --expect-restarts "${#NODES[@]}" --expect-serial --out "$out" \
     >"$STATE_DIR/rolling-check.log" 2>&1 &
   loop_pid=$!
