@@ -11,11 +11,40 @@ def _report(host):
     return json.loads(host.file(REPORT).content_string)
 
 
-def test_script_and_schema_installed(host):
-    script = host.file("/opt/gaudi-validate/gaudi_validate.py")
-    assert script.is_file and script.mode == 0o755
+def test_launcher_package_and_schema_installed(host):
+    launcher = host.file("/opt/gaudi-validate/gaudi-validate")
+    assert launcher.is_file and launcher.mode == 0o755
     assert host.file("/opt/gaudi-validate/report.schema.json").is_file
-    assert host.run("python3 /opt/gaudi-validate/gaudi_validate.py --help").rc == 0
+    for tier in ("devices", "stack", "storage", "kv_offload", "serving"):
+        assert host.file("/opt/gaudi-validate/gaudi_validate/tiers/%s.py" % tier).is_file
+    assert host.run("python3 /opt/gaudi-validate/gaudi-validate --help").rc == 0
+    # What prepare.yml left as an older install's files is gone: 0.1's single-file script and
+    # classifier copy, and a module the package no longer ships.
+    for path in ("gaudi_validate.py", "lmcache_hpu_patch.py", "gaudi_validate/tiers/retired.py"):
+        assert not host.file("/opt/gaudi-validate/" + path).exists, path
+
+
+def test_collection_parser_and_classifier_installed_byte_for_byte(host):
+    """The package uses the collection's own module_utils, installed as gaudi_validate/_collection."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+    for name in ("hl_smi", "lmcache_hpu_patch"):
+        installed = host.file("/opt/gaudi-validate/gaudi_validate/_collection/%s.py" % name)
+        with open(os.path.join(root, "plugins", "module_utils", name + ".py")) as handle:
+            assert installed.content_string == handle.read()
+
+
+def test_settings_file_holds_the_role_settings_and_no_secret(host):
+    settings = json.loads(host.file("/opt/gaudi-validate/settings.json").content_string)
+    assert settings["node"] == "validate-node-a"
+    assert settings["expected_devices"] == 8 and settings["speedup_threshold"] == 1.0
+    assert "api_key" not in settings
+    # The script reads it: run only the stack tier from it, flags winning over the file.
+    result = host.run(
+        "python3 /opt/gaudi-validate/gaudi-validate --settings /opt/gaudi-validate/settings.json "
+        "--tiers stack --required stack --format json"
+    )
+    assert result.rc == 0, result.stderr
+    assert json.loads(result.stdout)["tiers"]["stack"]["status"] == "pass"
 
 
 def test_report_tier_statuses(host):

@@ -11,7 +11,8 @@ DOC_SAMPLE = "0, HL-325L, 0000:3b:00.0, 1.24.1-b336d5e, 131072 MiB"
 
 
 def test_parse_csv_with_units():
-    (dev,) = gv.parse_hl_smi_csv(DOC_SAMPLE)
+    (dev,), warnings = gv.parse_devices(DOC_SAMPLE)
+    assert warnings == []
     assert dev == {
         "index": 0,
         "name": "HL-325L",
@@ -27,20 +28,35 @@ def test_parse_csv_without_units_and_header_tolerated():
         "0, HL-225, 0000:4d:00.0, 1.18.0-ee698fb, 98304\n"
         "1, HL-225, 0000:4e:00.0, 1.18.0-ee698fb, 96 GiB\n"
     )
-    devs = gv.parse_hl_smi_csv(text)
+    devs, dummy = gv.parse_devices(text)
     assert [d["memory_total_mib"] for d in devs] == [98304, 98304]
     assert [d["index"] for d in devs] == [0, 1]
 
 
 def test_parse_csv_rejects_wrong_field_count():
-    with pytest.raises(ValueError, match="expected 5"):
-        gv.parse_hl_smi_csv("0, HL-325L, 0000:3b:00.0")
+    with pytest.raises(gv.TierError, match="expected 5 fields"):
+        gv.parse_devices("0, HL-325L, 0000:3b:00.0")
+
+
+def test_parse_csv_skips_a_bad_line_with_a_warning():
+    devs, warnings = gv.parse_devices(DOC_SAMPLE + "\n1, HL-325L\n")
+    assert [d["index"] for d in devs] == [0]
+    assert len(warnings) == 1 and "line 2" in warnings[0]
+
+
+def test_the_collection_parser_is_the_one_used():
+    """The package parses hl-smi with the collection's module_utils/hl_smi.py, not a copy of its own."""
+    assert gv.hl_smi.__name__ == "gaudi_validate._collection.hl_smi"
+    with open(gv.hl_smi.__file__, "rb") as installed, open(
+        lib.os.path.join(lib.ROOT, "plugins", "module_utils", "hl_smi.py"), "rb"
+    ) as shipped:
+        assert installed.read() == shipped.read()
 
 
 def test_firmware_from_list_and_header():
     text = "        Firmware [SPI] Version          : Preboot version hl-gaudi2-1.20.0-fw-58.0.0-sec-9\n" * 2
-    assert gv.parse_hl_smi_firmware(text) == ["Preboot version hl-gaudi2-1.20.0-fw-58.0.0-sec-9"]
-    assert gv.parse_hl_smi_firmware("| HL-SMI Version:   hl-1.18.0-fw-53.1.1.1   |") == ["hl-1.18.0-fw-53.1.1.1"]
+    assert gv.firmware_versions(text) == ["Preboot version hl-gaudi2-1.20.0-fw-58.0.0-sec-9"]
+    assert gv.firmware_versions("| HL-SMI Version:   hl-1.18.0-fw-53.1.1.1   |") == ["hl-1.18.0-fw-53.1.1.1"]
 
 
 def _devices(tmp_path, *extra, env=None):
@@ -79,7 +95,7 @@ def test_hl_smi_error_exit_is_a_failed_tier(tmp_path):
 
 def test_hl_smi_garbage_is_a_failed_tier(tmp_path):
     rc, tier, dummy = _devices(tmp_path, "--hl-smi", lib.FAKE_HL_SMI, env={"HL_SMI_STANDIN_GARBAGE": "1"})
-    assert rc == 1 and "unexpected hl-smi CSV line" in tier["reason"]
+    assert rc == 1 and "could be parsed" in tier["reason"] and "Usage: hl-smi" in tier["reason"]
 
 
 def test_hl_smi_absent_with_forced_hpu_fails_with_reason(tmp_path):

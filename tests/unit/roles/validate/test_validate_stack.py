@@ -105,7 +105,15 @@ def test_patch_module_absent_is_reported_as_skipped(tmp_path):
     status, dummy, figs = stack(["--venv", str(venv), "--patch-module", str(tmp_path / "nope.py")], device="hpu")
     assert status == "pass"
     assert figs["patch"]["status"] == "skip"
-    assert "lmcache_hpu_patch.py is not installed" in figs["patch"]["reason"]
+    assert "nope.py does not exist" in figs["patch"]["reason"]
+
+
+def test_default_classifier_is_the_collections_installed_copy(tmp_path):
+    """Without --patch-module the tier classifies with _collection/lmcache_hpu_patch.py."""
+    venv, dummy = make_venv(tmp_path)
+    dummy, dummy, figs = stack(["--venv", str(venv)], device="hpu")
+    assert figs["patch"]["classification"] in gv.PATCH_CLASSIFICATIONS, figs["patch"]
+    assert "not installed" not in (figs["patch"]["reason"] or "")
 
 
 def test_patch_module_absent_with_require_fails(tmp_path):

@@ -12,7 +12,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-SCRIPT = os.path.join(ROOT, "roles", "validate", "files", "gaudi_validate.py")
+FILES = os.path.join(ROOT, "roles", "validate", "files")
 SCHEMA = os.path.join(ROOT, "roles", "validate", "files", "report.schema.json")
 STANDINS = os.path.join(ROOT, "tests", "standins")
 HL_SMI_STANDIN = os.path.join(STANDINS, "hl_smi.py")
@@ -35,6 +35,35 @@ def _make_fake_hl_smi():
 
 FAKE_HL_SMI = _make_fake_hl_smi()
 
+# The collection's module_utils that the role installs into the package as _collection/ (with
+# gaudi.vllm_lmcache.python_package; roles/validate/tasks/install.yml).
+COLLECTION_MODULES = ("hl_smi", "lmcache_hpu_patch")
+
+
+def install_package(directory):
+    """Lay the package out as the role installs it: the launcher, gaudi_validate/ and its _collection/."""
+    shutil.copy2(os.path.join(FILES, "gaudi-validate"), directory)
+    package = os.path.join(directory, "gaudi_validate")
+    shutil.copytree(
+        os.path.join(FILES, "gaudi_validate"), package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    collection = os.path.join(package, "_collection")
+    os.makedirs(collection)
+    with open(os.path.join(collection, "__init__.py"), "w") as handle:
+        handle.write("# copies of gaudi.vllm_lmcache's module_utils\n")
+    for name in COLLECTION_MODULES:
+        shutil.copy2(os.path.join(ROOT, "plugins", "module_utils", name + ".py"), collection)
+    return os.path.join(directory, "gaudi-validate")
+
+
+def _install_once():
+    directory = tempfile.mkdtemp(prefix="validate-package-")
+    atexit.register(shutil.rmtree, directory, True)
+    return directory, install_package(directory)
+
+
+INSTALL_DIR, SCRIPT = _install_once()
+
 
 def load(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -44,7 +73,20 @@ def load(path, name):
 
 
 def load_script():
-    return load(SCRIPT, "gaudi_validate_under_test")
+    """Every public and private name of the installed package's modules in one namespace."""
+    import types  # pylint: disable=import-outside-toplevel
+
+    if INSTALL_DIR not in sys.path:
+        sys.path.insert(0, INSTALL_DIR)
+    names = {}
+    for sub in ("common", "prompt", "http", "metrics", "cross_node", "report", "cli") + tuple(
+        "tiers." + t for t in ("devices", "stack", "storage", "kv_offload", "serving")
+    ):
+        module = importlib.import_module("gaudi_validate." + sub)
+        for key, value in vars(module).items():
+            if not key.startswith("__"):
+                names.setdefault(key, value)
+    return types.SimpleNamespace(**names)
 
 
 def load_test_double():
