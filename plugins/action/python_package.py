@@ -36,6 +36,7 @@ ARGUMENT_SPEC = dict(
     owner=dict(type='str'),
     group=dict(type='str'),
     mode=dict(type='raw', default='0644'),
+    modes=dict(type='dict', default={}),
     directory_mode=dict(type='raw', default='0755'),
 )
 
@@ -117,6 +118,7 @@ class ActionModule(ActionBase):
             files=files,
             purge=params['purge'],
             mode=params['mode'],
+            modes=params['modes'],
             directory_mode=params['directory_mode'],
         )
         for name in ('owner', 'group'):

@@ -151,6 +151,16 @@ def collect(src_dir=None, module_utils=(), module_utils_dir='', files=None, read
     return merged
 
 
+def parse_modes(modes, files, option='modes'):
+    """{relpath: mode} for the files that get another mode than ``mode``; each must be in ``files``."""
+    result = {}
+    for relpath, value in sorted((modes or {}).items()):
+        if relpath not in files:
+            raise PackageError('%s names %s, which is not one of the files installed' % (option, relpath))
+        result[relpath] = parse_mode(value, '%s[%s]' % (option, relpath))
+    return result
+
+
 def parse_mode(value, option):
     """A file mode from an int or an octal string (``'0644'``, ``'644'``, ``'0o644'``); None stays None."""
     if value is None:
@@ -210,7 +220,7 @@ def _attribute_changes(st, mode, uid, gid):
     return changes
 
 
-def plan(dest, files, purge=True, mode=None, uid=None, gid=None, want_content=False):
+def plan(dest, files, purge=True, mode=None, uid=None, gid=None, want_content=False, modes=None):
     """What :func:`apply` has to do so that ``dest`` holds exactly ``files``.
 
     Returns a dict: ``files`` (sorted relpaths), ``create`` and ``update`` (relpaths whose
@@ -221,9 +231,11 @@ def plan(dest, files, purge=True, mode=None, uid=None, gid=None, want_content=Fa
     below dest that the removals leave empty), ``create_dirs`` (absolute paths, parents
     first: dest and its missing parents, then missing directories below dest), ``before``
     (relpath -> bytes of updated files, and of removed files when ``want_content``).
+    ``modes`` (relpath -> mode) overrides ``mode`` for the files it names.
     Reads only; raises :class:`PackageError` for a tree that the files cannot be put into.
     """
     check_files(files)
+    modes = modes or {}
     dest = os.path.abspath(dest)
     result = dict(
         files=sorted(files),
@@ -354,7 +366,7 @@ def plan(dest, files, purge=True, mode=None, uid=None, gid=None, want_content=Fa
         if have != want:
             result['update'].append(relpath)
             result['before'][relpath] = have
-        changes = _attribute_changes(st, mode, uid, gid)
+        changes = _attribute_changes(st, modes.get(relpath, mode), uid, gid)
         if changes:
             result['attributes'][relpath] = changes
 
@@ -422,9 +434,10 @@ def _write_atomic(path, data, mode, uid, gid):
         raise
 
 
-def apply(dest, files, p, mode=None, directory_mode=None, uid=None, gid=None):
+def apply(dest, files, p, mode=None, directory_mode=None, uid=None, gid=None, modes=None):
     """Carry out plan ``p``: removals, then new directories, then writes and attribute fixes."""
     dest = os.path.abspath(dest)
+    modes = modes or {}
 
     def abspath(relpath):
         return os.path.join(dest, *relpath.split('/'))
@@ -452,11 +465,11 @@ def apply(dest, files, p, mode=None, directory_mode=None, uid=None, gid=None):
             os.chmod(path, directory_mode)
         _chown(path, uid, gid)
     for relpath in sorted(set(p['create']) | set(p['update'])):
-        _write_atomic(abspath(relpath), files[relpath].encode('utf-8'), mode, uid, gid)
+        _write_atomic(abspath(relpath), files[relpath].encode('utf-8'), modes.get(relpath, mode), uid, gid)
     for relpath in sorted(set(p['attributes']) - set(p['create']) - set(p['update'])):
         path = abspath(relpath)
-        if mode is not None:
-            os.chmod(path, mode)
+        if modes.get(relpath, mode) is not None:
+            os.chmod(path, modes.get(relpath, mode))
         _chown(path, uid, gid)
 
 

@@ -96,6 +96,12 @@ options:
       - V(null) keeps the mode of existing files and gives new files C(0666) less the umask.
     type: raw
     default: '0644'
+  modes:
+    description:
+      - "Modes of single files that differ from O(mode), keyed by their path relative to O(dest),
+        for example C(bin/tool: '0755'). Each key must be one of the files installed."
+    type: dict
+    default: {}
   directory_mode:
     description:
       - Mode of the directories this module creates (O(dest), its missing parents and
@@ -233,6 +239,7 @@ from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._python_package
     diff,
     is_changed,
     parse_mode,
+    parse_modes,
     plan,
     resolve_owner,
 )
@@ -250,6 +257,7 @@ def main():
             owner=dict(type='str'),
             group=dict(type='str'),
             mode=dict(type='raw', default='0644'),
+            modes=dict(type='dict', default={}),
             directory_mode=dict(type='raw', default='0755'),
         ),
         supports_check_mode=True,
@@ -266,9 +274,12 @@ def main():
     try:
         check_files(files)
         mode = parse_mode(params['mode'], 'mode')
+        modes = parse_modes(params['modes'], files)
         directory_mode = parse_mode(params['directory_mode'], 'directory_mode')
         uid, gid = resolve_owner(params['owner'], params['group'])
-        todo = plan(dest, files, purge=params['purge'], mode=mode, uid=uid, gid=gid, want_content=module._diff)
+        todo = plan(
+            dest, files, purge=params['purge'], mode=mode, uid=uid, gid=gid, want_content=module._diff, modes=modes
+        )
     except PackageError as exc:
         module.fail_json(msg=to_native(exc), dest=dest)
     except (IOError, OSError) as exc:
@@ -287,7 +298,7 @@ def main():
         result['diff'] = diff(dest, files, todo)
     if result['changed'] and not module.check_mode:
         try:
-            apply(dest, files, todo, mode=mode, directory_mode=directory_mode, uid=uid, gid=gid)
+            apply(dest, files, todo, mode=mode, directory_mode=directory_mode, uid=uid, gid=gid, modes=modes)
         except (IOError, OSError) as exc:
             module.fail_json(msg='python_package: writing %s failed: %s' % (dest, to_native(exc)), **result)
     module.exit_json(**result)

@@ -81,7 +81,7 @@ def test_report_fetched_to_controller(host):
     import jsonschema
 
     schema_path = os.path.join(
-        os.environ["MOLECULE_PROJECT_DIRECTORY"], "roles", "validate", "files", "report.schema.json"
+        os.environ["MOLECULE_PROJECT_DIRECTORY"], "roles", "validate", "files", "script_dir", "report.schema.json"
     )
     with open(schema_path) as handle:
         jsonschema.Draft7Validator(json.load(handle)).validate(fetched)

@@ -65,6 +65,17 @@ CASES = {
     # a late stage's input (validate) refused before the first stage (habana_driver) runs
     "validate_timeout": ("node-a", {"validate_timeout": 0}, ["validate_timeout=0", "positive"]),
     "validate_tier": ("node-a", {"validate_tiers": ["devices", "speed"]}, ["validate_tiers", "speed"]),
+    # the role removes what it did not install in validate_script_dir: never a shared directory
+    "validate_script_dir_shared": (
+        "node-a",
+        {"validate_script_dir": "/usr/local/bin/"},
+        ["validate_script_dir=", "/usr/local/bin/", "a directory of its own"],
+    ),
+    "validate_script_dir_above_report": (
+        "node-a",
+        {"validate_script_dir": "/srv/gv", "validate_remote_report_dir": "/srv/gv/reports"},
+        ["validate_script_dir=", "/srv/gv", "not validate_remote_report_dir or a directory above it"],
+    ),
     # the vllm stage's instance rules
     "vllm_duplicate_port": (
         "node-b",

@@ -160,6 +160,24 @@ def test_owner_and_group_of_the_running_user(tmp_path, capsys):
     assert code == 0 and result['changed'] is False
 
 
+def test_modes_give_single_files_their_own_mode(tmp_path, capsys):
+    args = dict(dest=str(tmp_path), files={'tool': '#!/bin/sh\n', 'lib.py': 'x = 1\n'}, modes={'tool': '0755'})
+    code, result = run_module(capsys, args)
+    assert code == 0 and result['changed_files'] == ['lib.py', 'tool']
+    assert stat.S_IMODE((tmp_path / 'tool').stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / 'lib.py').stat().st_mode) == 0o644
+    code, result = run_module(capsys, args)
+    assert code == 0 and result['changed'] is False
+    # Someone drops the executable bit: only that file changes, in check mode and for real.
+    (tmp_path / 'tool').chmod(0o644)
+    code, result = run_module(capsys, args, check=True)
+    assert code == 0 and result['changed_files'] == ['tool']
+    assert stat.S_IMODE((tmp_path / 'tool').stat().st_mode) == 0o644
+    code, result = run_module(capsys, args)
+    assert code == 0 and result['changed_files'] == ['tool']
+    assert stat.S_IMODE((tmp_path / 'tool').stat().st_mode) == 0o755
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason='chown to another user needs root')
 def test_owner_change_counts(tmp_path, capsys):
     write(tmp_path, {'a.py': b'A'})
@@ -178,6 +196,8 @@ def test_owner_change_counts(tmp_path, capsys):
         (dict(files={'a.py': 'x', 'a.py/b.py': 'y'}), "'a.py' is a file and also the directory of 'a.py/b.py'"),
         (dict(files={'a.py': 1}), r"files\['a.py'\] must be text, got int"),
         (dict(mode='u=rw'), "mode 'u=rw' is not an octal mode"),
+        (dict(modes={'b.py': '0755'}), 'modes names b.py, which is not one of the files installed'),
+        (dict(files={'a.py': 'x'}, modes={'a.py': 'rwx'}), r"modes\[a.py\] 'rwx' is not an octal mode"),
         (dict(directory_mode='07777x'), "directory_mode '07777x' is not an octal mode"),
         (dict(owner='no-such-user-python-package'), 'owner no-such-user-python-package: no such user'),
         (dict(group='no-such-group-python-package'), 'group no-such-group-python-package: no such group'),
@@ -273,7 +293,7 @@ def test_action_sends_everything_in_one_module_call_and_drops_invocation(tmp_pat
     call = calls[0]
     assert call['module_name'] == 'gaudi.vllm_lmcache.python_package'
     sent = call['module_args']
-    assert sorted(sent) == ['dest', 'directory_mode', 'files', 'mode', 'owner', 'purge']
+    assert sorted(sent) == ['dest', 'directory_mode', 'files', 'mode', 'modes', 'owner', 'purge']
     assert (sent['dest'], sent['purge'], sent['mode'], sent['directory_mode'], sent['owner']) == (
         '/opt/x/pkg',
         True,

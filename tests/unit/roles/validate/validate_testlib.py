@@ -12,8 +12,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-FILES = os.path.join(ROOT, "roles", "validate", "files")
-SCHEMA = os.path.join(ROOT, "roles", "validate", "files", "report.schema.json")
+# What the role installs as validate_script_dir.
+SCRIPT_DIR = os.path.join(ROOT, "roles", "validate", "files", "script_dir")
+SCHEMA = os.path.join(SCRIPT_DIR, "report.schema.json")
 STANDINS = os.path.join(ROOT, "tests", "standins")
 HL_SMI_STANDIN = os.path.join(STANDINS, "hl_smi.py")
 TEST_DOUBLE = os.path.join(STANDINS, "openai_server.py")
@@ -35,24 +36,31 @@ def _make_fake_hl_smi():
 
 FAKE_HL_SMI = _make_fake_hl_smi()
 
-# The collection's module_utils that the role installs into the package as _collection/ (with
-# gaudi.vllm_lmcache.python_package; roles/validate/tasks/install.yml).
-COLLECTION_MODULES = ("hl_smi", "lmcache_hpu_patch")
-
 
 def install_package(directory):
-    """Lay the package out as the role installs it: the launcher, gaudi_validate/ and its _collection/."""
-    shutil.copy2(os.path.join(FILES, "gaudi-validate"), directory)
-    package = os.path.join(directory, "gaudi_validate")
-    shutil.copytree(
-        os.path.join(FILES, "gaudi_validate"), package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    """Install validate_script_dir as the role does (tasks/install.yml): the files of
+    files/script_dir/ and the collection's module_utils named in vars/main.yml as
+    gaudi_validate/_collection/, gathered and written by python_package's own code."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.gaudi.vllm_lmcache.plugins.action.python_package import (  # pylint: disable=import-outside-toplevel
+        read_module_utils,
     )
-    collection = os.path.join(package, "_collection")
-    os.makedirs(collection)
-    with open(os.path.join(collection, "__init__.py"), "w") as handle:
-        handle.write("# copies of gaudi.vllm_lmcache's module_utils\n")
-    for name in COLLECTION_MODULES:
-        shutil.copy2(os.path.join(ROOT, "plugins", "module_utils", name + ".py"), collection)
+    from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
+        _python_package as pp,
+    )
+
+    with open(os.path.join(ROOT, "roles", "validate", "vars", "main.yml")) as handle:
+        modules = yaml.safe_load(handle)["__validate_collection_modules"]
+    files = pp.collect(
+        src_dir=SCRIPT_DIR,
+        module_utils=modules,
+        module_utils_dir="gaudi_validate/_collection",
+        files={},
+        read_module_utils=read_module_utils,
+    )
+    modes = {"gaudi-validate": 0o755}
+    pp.apply(directory, files, pp.plan(directory, files, mode=0o644, modes=modes), mode=0o644, modes=modes)
     return os.path.join(directory, "gaudi-validate")
 
 
