@@ -120,10 +120,15 @@ def test_platform_rows_match_the_role_defaults():
     assert any(r["vllm_version"] == d["vllm_rocm_version"] for r in by_platform["rocm"])
 
 
-def test_connector_package_sources_exist():
-    src = os.path.join(ROOT, "roles", "vllm", "..", "..", "plugins", "module_utils")
-    for name in ("hpu_kv_transfer.py", "lmcache_cpu_connector.py"):
-        assert os.path.isfile(os.path.join(src, name))
+def test_connector_package_comes_from_the_collections_module_utils():
+    """The connector package is the collection's module_utils, installed by python_package (no
+    path into plugins/ relative to the role)."""
     with open(os.path.join(ROOT, "roles", "vllm", "tasks", "kv_connector.yml")) as fh:
-        tasks = fh.read()
-    assert "hpu_kv_transfer.py" in tasks and "lmcache_cpu_connector.py" in tasks
+        text = fh.read()
+    (task,) = [t for t in yaml.safe_load(text) if "gaudi.vllm_lmcache.python_package" in t]
+    args = task["gaudi.vllm_lmcache.python_package"]
+    assert sorted(args["module_utils"]) == ["hpu_kv_transfer", "lmcache_cpu_connector"]
+    for name in args["module_utils"]:
+        assert os.path.isfile(os.path.join(ROOT, "plugins", "module_utils", name + ".py"))
+    assert "__init__.py" in args["files"]
+    assert "role_path" not in text and "plugins/module_utils" not in text
