@@ -20,25 +20,17 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._python_package import PackageError, collect
+from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._python_package import (
+    PackageError,
+    argument_spec,
+    collect,
+)
 
 MODULE_NAME = 'gaudi.vllm_lmcache.python_package'
 MODULE_UTILS_PACKAGE = 'ansible_collections.gaudi.vllm_lmcache.plugins.module_utils'
 
-ARGUMENT_SPEC = dict(
-    # str, not path: the path is the managed node's, expanded there by the module.
-    dest=dict(type='str', required=True),
-    src=dict(type='str'),
-    module_utils=dict(type='list', elements='str', default=[]),
-    module_utils_dir=dict(type='str', default=''),
-    files=dict(type='dict', default={}),
-    purge=dict(type='bool', default=True),
-    owner=dict(type='str'),
-    group=dict(type='str'),
-    mode=dict(type='raw', default='0644'),
-    modes=dict(type='dict', default={}),
-    directory_mode=dict(type='raw', default='0755'),
-)
+# dest is checked as a plain string: the path is the managed node's, expanded there by the module.
+ARGUMENT_SPEC = argument_spec(dest_type='str')
 
 
 def read_module_utils(name):

@@ -24,6 +24,29 @@ import stat
 import tempfile
 
 PYCACHE = '__pycache__'
+
+
+def argument_spec(dest_type='path'):
+    """The options of gaudi.vllm_lmcache.python_package, for the module and its action plugin.
+
+    The action plugin checks ``dest`` as a plain string (``dest_type='str'``): the path is the
+    managed node's, expanded there by the module.
+    """
+    return dict(
+        dest=dict(type=dest_type, required=True),
+        src=dict(type='str'),
+        module_utils=dict(type='list', elements='str', default=[]),
+        module_utils_dir=dict(type='str', default=''),
+        files=dict(type='dict', default={}),
+        purge=dict(type='bool', default=True),
+        owner=dict(type='str'),
+        group=dict(type='str'),
+        mode=dict(type='raw', default='0644'),
+        modes=dict(type='dict', default={}),
+        directory_mode=dict(type='raw', default='0755'),
+    )
+
+
 MODULE_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 INIT_TEXT = (
     "# Copies of the gaudi.vllm_lmcache collection's module_utils, installed by gaudi.vllm_lmcache.python_package.\n"

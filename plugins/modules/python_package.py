@@ -234,6 +234,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._python_package import (
     PackageError,
     apply,
+    argument_spec,
     changed_files,
     check_files,
     diff,
@@ -247,19 +248,7 @@ from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._python_package
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            dest=dict(type='path', required=True),
-            src=dict(type='str'),
-            module_utils=dict(type='list', elements='str', default=[]),
-            module_utils_dir=dict(type='str', default=''),
-            files=dict(type='dict', default={}),
-            purge=dict(type='bool', default=True),
-            owner=dict(type='str'),
-            group=dict(type='str'),
-            mode=dict(type='raw', default='0644'),
-            modes=dict(type='dict', default={}),
-            directory_mode=dict(type='raw', default='0755'),
-        ),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     params = module.params

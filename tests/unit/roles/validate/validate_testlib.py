@@ -12,9 +12,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-# What the role installs as validate_script_dir.
+# What the role installs as validate_script_dir (tasks/install.yml).
 SCRIPT_DIR = os.path.join(ROOT, "roles", "validate", "files", "script_dir")
 SCHEMA = os.path.join(SCRIPT_DIR, "report.schema.json")
+MODULE = "gaudi.vllm_lmcache.python_package"
 STANDINS = os.path.join(ROOT, "tests", "standins")
 HL_SMI_STANDIN = os.path.join(STANDINS, "hl_smi.py")
 TEST_DOUBLE = os.path.join(STANDINS, "openai_server.py")
@@ -38,9 +39,9 @@ FAKE_HL_SMI = _make_fake_hl_smi()
 
 
 def install_package(directory):
-    """Install validate_script_dir as the role does (tasks/install.yml): the files of
-    files/script_dir/ and the collection's module_utils named in vars/main.yml as
-    gaudi_validate/_collection/, gathered and written by python_package's own code."""
+    """Install validate_script_dir as the role does: the arguments of the python_package task in
+    tasks/install.yml (its module_utils from vars/main.yml), gathered and written by
+    python_package's own code. Only settings.json, which the role renders, is left out."""
     import yaml  # pylint: disable=import-outside-toplevel
 
     from ansible_collections.gaudi.vllm_lmcache.plugins.action.python_package import (  # pylint: disable=import-outside-toplevel
@@ -50,17 +51,22 @@ def install_package(directory):
         _python_package as pp,
     )
 
-    with open(os.path.join(ROOT, "roles", "validate", "vars", "main.yml")) as handle:
-        modules = yaml.safe_load(handle)["__validate_collection_modules"]
+    role = os.path.join(ROOT, "roles", "validate")
+    with open(os.path.join(role, "tasks", "install.yml")) as handle:
+        (args,) = [t[MODULE] for t in yaml.safe_load(handle) if MODULE in t]
+    with open(os.path.join(role, "vars", "main.yml")) as handle:
+        role_vars = yaml.safe_load(handle)
+    assert args["module_utils"] == "{{ __validate_collection_modules }}", args["module_utils"]
     files = pp.collect(
-        src_dir=SCRIPT_DIR,
-        module_utils=modules,
-        module_utils_dir="gaudi_validate/_collection",
+        src_dir=os.path.join(role, "files", args["src"]),
+        module_utils=role_vars["__validate_collection_modules"],
+        module_utils_dir=args["module_utils_dir"],
         files={},
         read_module_utils=read_module_utils,
     )
-    modes = {"gaudi-validate": 0o755}
-    pp.apply(directory, files, pp.plan(directory, files, mode=0o644, modes=modes), mode=0o644, modes=modes)
+    mode = pp.parse_mode(args["mode"], "mode")
+    modes = pp.parse_modes(args["modes"], files)
+    pp.apply(directory, files, pp.plan(directory, files, mode=mode, modes=modes), mode=mode, modes=modes)
     return os.path.join(directory, "gaudi-validate")
 
 
@@ -82,16 +88,17 @@ def load(path, name):
 
 def load_script():
     """Every public and private name of the installed package's modules in one namespace."""
+    import pkgutil  # pylint: disable=import-outside-toplevel
     import types  # pylint: disable=import-outside-toplevel
 
     if INSTALL_DIR not in sys.path:
         sys.path.insert(0, INSTALL_DIR)
+    package = importlib.import_module("gaudi_validate")
     names = {}
-    for sub in ("common", "prompt", "http", "metrics", "cross_node", "report", "cli") + tuple(
-        "tiers." + t for t in ("devices", "stack", "storage", "kv_offload", "serving")
-    ):
-        module = importlib.import_module("gaudi_validate." + sub)
-        for key, value in vars(module).items():
+    for info in pkgutil.walk_packages(package.__path__, "gaudi_validate."):
+        if info.name.endswith("__main__") or info.name.startswith("gaudi_validate._collection"):
+            continue  # __main__ runs main() when imported; _collection is the collection's code
+        for key, value in vars(importlib.import_module(info.name)).items():
             if not key.startswith("__"):
                 names.setdefault(key, value)
     return types.SimpleNamespace(**names)
