@@ -134,8 +134,8 @@ class ServerState(object):
         self.completion_status = completion_status
         # Which hit counters /metrics exports: "lmcache" (lmcache:num_hit_tokens_total), "external"
         # (vLLM's vllm:external_prefix_cache_hits_total), "activity" (LMCache's lookup and store
-        # request counters); "lmcache_lagging" exports LMCache's hit counter stuck at 0 (it is
-        # flushed every 10 s by the real LMCache).
+        # request counters); "lmcache_lagging" and "activity_lagging" export those LMCache
+        # counters stuck at 0 (the real LMCache flushes them every 10 s).
         self.metric_families = tuple(metric_families)
         # LMCache's degraded (recompute) mode: no hit, no lookup or store counted.
         self.degraded = degraded
@@ -147,6 +147,7 @@ class ServerState(object):
         self.requested_tokens = 0
         self.running = 0
         self.requests = []
+        self.scrapes = 0
         self.lock = threading.Lock()
 
     def lookup_and_store(self, prompt):
@@ -200,13 +201,14 @@ class Handler(BaseHTTPRequestHandler):
                 "# TYPE vllm:external_prefix_cache_hits_total counter\n"
                 "vllm:external_prefix_cache_hits_total{%s,engine=\"0\"} %.1f\n"
             ) % (labels, st.hit_tokens)
-        if "activity" in families:
+        if "activity" in families or "activity_lagging" in families:
+            lagging = "activity" not in families
             extra += (
                 "# TYPE lmcache:num_lookup_requests_total counter\n"
                 'lmcache:num_lookup_requests_total{%s,worker_id="0"} %.1f\n'
                 "# TYPE lmcache:num_store_requests_total counter\n"
                 'lmcache:num_store_requests_total{%s,worker_id="0"} %.1f\n'
-            ) % (labels, st.lookups, labels, st.stores)
+            ) % (labels, 0 if lagging else st.lookups, labels, 0 if lagging else st.stores)
         return extra + (
             "# TYPE lmcache:num_requested_tokens_total counter\n"
             'lmcache:num_requested_tokens_total{%s,worker_id="0"} %.1f\n'
@@ -228,6 +230,8 @@ class Handler(BaseHTTPRequestHandler):
                 entry["max_model_len"] = st.max_model_len
             self._send(200, json.dumps({"object": "list", "data": [entry]}))
         elif self.path == "/metrics" and st.metrics:
+            with st.lock:
+                st.scrapes += 1
             self._send(200, self._metrics(), "text/plain; version=0.0.4")
         elif self.path == "/standin/info" and st.info is not None:
             self._send(200, json.dumps(st.info))

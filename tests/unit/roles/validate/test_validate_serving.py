@@ -209,6 +209,29 @@ def test_counted_activity_is_not_degraded(server):
     assert figs["lmcache_activity"] == 2 * 3
 
 
+def test_lagging_lmcache_counters_are_awaited_only_without_other_evidence(server, tmp_path):
+    # Hit tokens counted by vLLM show LMCache at work at once: no wait for LMCache's own
+    # (lagging) activity counters, so /metrics is read just before and after the requests.
+    srv, url = server(metric_families=("external", "activity_lagging"))
+    status, reason, figs = serving(url, "--lmcache-metrics-wait", "600")
+    assert status == "pass", reason
+    assert srv.state.scrapes == 2 and figs["lmcache_activity"] == 0
+    assert figs["lmcache_working_by"] == "hit tokens (vllm:external_prefix_cache_hits_total)"
+    # So does this node's cross-node seed stored on the shared tier (a kv_producer, no hit).
+    seeded = tmp_path / "seed.json"
+    seeded.write_text('{"mode": "seed", "status": "pass", "files_added": 3, "reason": "3 file(s)"}')
+    srv, url = server(metric_families=("lmcache_lagging", "activity_lagging"))
+    status, reason, figs = serving(url, "--lmcache-metrics-wait", "600", "--cross-node-seeded", str(seeded))
+    assert status == "pass", reason
+    assert srv.state.scrapes == 2
+    assert figs["lmcache_working_by"] == "cross-node seed stored on the shared tier"
+    # Neither: the tier scrapes again until the wait ends, then fails as degraded.
+    srv, url = server(metric_families=("lmcache_lagging", "activity_lagging"))
+    status, reason, figs = serving(url, "--lmcache-metrics-wait", "1.5")
+    assert status == "fail" and "degraded (recompute) mode" in reason
+    assert srv.state.scrapes > 2 and figs["lmcache_working_by"] is None
+
+
 def test_prompt_words_file_builds_the_prompt(server, tmp_path):
     words = tmp_path / "words.json"
     words.write_text('["<unk>", "<s>", "zai", "bou"]')

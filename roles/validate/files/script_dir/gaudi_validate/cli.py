@@ -141,7 +141,8 @@ def build_parser():
         "--lmcache-metrics-wait",
         type=float,
         default=15.0,
-        help="seconds to wait for LMCache's counters (flushed every 10 s) to show the requests",
+        help="seconds to wait for LMCache's counters (flushed every 10 s) to show the requests, when "
+        "no hit token was counted and no cross-node seed of this node was stored",
     )
     xnode = grp.add_mutually_exclusive_group()
     xnode.add_argument(
