@@ -25,6 +25,11 @@ PLAYBOOK = """---
         public: true
       vars:
         lmcache_configs: "{{ test_lmcache_configs }}"
+    - name: Load the vLLM compatibility matrix and OS settings
+      ansible.builtin.include_role:
+        name: gaudi.vllm_lmcache.vllm
+        tasks_from: load_vars
+        public: true
     - name: Check the vLLM inputs
       ansible.builtin.include_role:
         name: gaudi.vllm_lmcache.vllm
