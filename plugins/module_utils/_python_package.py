@@ -293,10 +293,11 @@ def plan(dest, files, purge=True, mode=None, uid=None, gid=None, want_content=Fa
             needed_dirs.add(parent)
             parent = posixpath.dirname(parent)
 
-    # The tree as it is: real directories (reldir -> entry names) and everything else.
+    # The tree as it is: real directories (reldir -> entry names) and everything else. Only
+    # purge needs it; without purge the wanted paths are looked at one by one.
     tree_dirs = {}
     others = set()  # files, symlinks (to anything) and special files, as relpaths
-    if dest_exists:
+    if dest_exists and purge:
         for dirpath, dirnames, filenames in os.walk(dest):
             reldir = os.path.relpath(dirpath, dest).replace(os.sep, '/')
             reldir = '' if reldir == '.' else reldir
