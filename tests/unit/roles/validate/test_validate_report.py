@@ -167,3 +167,19 @@ def test_script_parses_as_python_38():
         source = handle.read()
     ast.parse(source, feature_version=(3, 8))
     assert "import torch" not in source.split("def _import_torch")[0]
+
+
+def test_format_both_prints_the_report_on_stdout_and_the_table_on_stderr(tmp_path):
+    """What the role runs: it reads the report from stdout and shows the table."""
+    out = str(tmp_path / "r.json")
+    common = ["--device", "hpu", "--hl-smi", str(tmp_path / "absent-hl-smi"), "--tiers", "devices"]
+    rc, report, stdout, stderr = lib.run_script(["--output", out, "--format", "both"] + common)
+    assert rc == 1 and report["tiers"]["devices"]["status"] == "fail"
+    with open(out) as handle:
+        assert stdout == handle.read()
+    assert json.loads(stdout) == report
+    rc, dummy, table, dummy = lib.run_script(["--output", str(tmp_path / "t.json"), "--format", "table"] + common)
+    assert rc == 1 and "devices" in table
+    # the same table (its timings aside) on stderr
+    assert [line.split()[:1] for line in stderr.splitlines()] == [line.split()[:1] for line in table.splitlines()]
+    assert stderr.splitlines()[0] == table.splitlines()[0]

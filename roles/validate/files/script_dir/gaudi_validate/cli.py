@@ -43,7 +43,12 @@ def build_parser():
     add("--tiers", default=",".join(TIERS), help="comma-separated tiers to run")
     add("--required", default=",".join(TIERS), help="comma-separated tiers whose failure makes the exit status 1")
     add("--output", "-o", help="write the JSON report to this file")
-    add("--format", choices=("table", "json", "none"), default="table", help="what to print on stdout")
+    add(
+        "--format",
+        choices=("table", "json", "both", "none"),
+        default="table",
+        help="what to print: the table or the JSON report on stdout; both: the JSON report on stdout and the table on stderr",
+    )
     add("--node", help="node name recorded in the report (default: the hostname)")
     add(
         "--run-id",
@@ -259,8 +264,10 @@ def main(argv=None):
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.output:
         _write_atomic(args.output, text)
-    if args.format == "json":
+    if args.format in ("json", "both"):
         print(text)
-    elif args.format == "table":
+    if args.format == "table":
         print(format_table(report))
+    elif args.format == "both":
+        print(format_table(report), file=sys.stderr)
     return 1 if report["overall"] == "fail" else 0
