@@ -32,11 +32,13 @@ class DirectoryError(PackageError):
     """A problem with the arguments or the node; the message names the option, path or value."""
 
 
-def check(directories):
+def check(directories, missing_ok=False):
     """[{path, mode, uid, gid}] from the ``directories`` option (a list of mappings).
 
     ``path`` must be absolute; a path listed again with the same attributes counts once; ``mode`` is an octal string or number (None
-    leaves the mode alone); ``owner`` and ``group`` are names or numeric ids.
+    leaves the mode alone); ``owner`` and ``group`` are names or numeric ids. With
+    ``missing_ok`` (check mode) an unknown name counts as a change, see
+    :func:`~._python_package.resolve_owner`.
     """
     if not isinstance(directories, list):
         raise DirectoryError('directories must be a list of mappings, got %s' % type(directories).__name__)
@@ -59,7 +61,7 @@ def check(directories):
         path = os.path.normpath(path)
         try:
             mode = parse_mode(entry.get('mode'), '%s.mode' % where)
-            uid, gid = resolve_owner(entry.get('owner'), entry.get('group'))
+            uid, gid = resolve_owner(entry.get('owner'), entry.get('group'), missing_ok=missing_ok)
         except PackageError as exc:
             raise DirectoryError('%s (%s)' % (exc, where) if where not in str(exc) else str(exc))
         want = dict(path=path, mode=mode, uid=uid, gid=gid)

@@ -204,8 +204,13 @@ def parse_mode(value, option):
     return mode
 
 
-def resolve_owner(owner, group):
-    """(uid, gid) for user and group names or numeric ids; None where not given."""
+def resolve_owner(owner, group, missing_ok=False):
+    """(uid, gid) for user and group names or numeric ids; None where not given.
+
+    With ``missing_ok`` (check mode, where an earlier task of the run would create the account)
+    an unknown name is returned as the name itself: it differs from every file's owner, so the
+    plan reports the change a real run would make, and :func:`apply` is never given it.
+    """
     import grp
     import pwd
 
@@ -214,16 +219,22 @@ def resolve_owner(owner, group):
         try:
             uid = pwd.getpwnam(owner).pw_uid
         except KeyError:
-            if not str(owner).isdigit():
+            if str(owner).isdigit():
+                uid = int(owner)
+            elif missing_ok:
+                uid = str(owner)
+            else:
                 raise PackageError('owner %s: no such user' % owner)
-            uid = int(owner)
     if group not in (None, ''):
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
-            if not str(group).isdigit():
+            if str(group).isdigit():
+                gid = int(group)
+            elif missing_ok:
+                gid = str(group)
+            else:
                 raise PackageError('group %s: no such group' % group)
-            gid = int(group)
     return uid, gid
 
 

@@ -41,6 +41,8 @@ options:
         description:
           - User name or numeric id that owns the directory. Not set, the owner is left alone
             (new directories belong to the user the module runs as).
+          - In check mode a name that does not exist yet (an account an earlier task of the run
+            creates) counts as a change instead of an error; a real run fails on it.
         type: str
       group:
         description:
@@ -161,7 +163,7 @@ def main():
         supports_check_mode=True,
     )
     try:
-        wanted = check(module.params['directories'])
+        wanted = check(module.params['directories'], missing_ok=module.check_mode)
         todo = plan(wanted)
     except DirectoryError as exc:
         module.fail_json(msg='directories: %s' % to_native(exc))

@@ -48,6 +48,8 @@ options:
         counts as a change.
       - When not set, a replaced file keeps its owner where possible, new files belong to the
         user the module runs as.
+      - In check mode a name that does not exist yet (an account an earlier task of the run
+        creates) counts as a change instead of an error; a real run fails on it.
     type: str
   group:
     description:
@@ -214,7 +216,7 @@ def main():
         mode = parse_mode(params['mode'], 'mode')
         modes = parse_modes(params['modes'], files)
         directory_mode = parse_mode(params['directory_mode'], 'directory_mode')
-        uid, gid = resolve_owner(params['owner'], params['group'])
+        uid, gid = resolve_owner(params['owner'], params['group'], missing_ok=module.check_mode)
         todo = plan(dest, files, purge=False, mode=mode, uid=uid, gid=gid, want_content=module._diff, modes=modes)
     except PackageError as exc:
         module.fail_json(msg='text_files: %s' % to_native(exc), dest=dest)

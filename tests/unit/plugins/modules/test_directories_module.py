@@ -182,3 +182,14 @@ def test_bad_input_fails_naming_it_and_changes_nothing(tmp_path, capsys, make):
     assert rc == 1 and result['failed']
     assert result['msg'] == 'directories: ' + message
     assert tree(tmp_path) == before
+
+
+def test_check_mode_counts_an_account_not_created_yet_as_a_change(tmp_path, capsys):
+    """An earlier task of the run creates the group; check mode cannot see it yet."""
+    os.makedirs(str(tmp_path / 'shared'))
+    dirs = [dict(d(tmp_path, 'shared', '0755'), group='no-such-group-yet')]
+    rc, result = run_module(capsys, dirs, check=True, diff=True)
+    assert (rc, result['changed'], result['changed_directories']) == (0, True, [str(tmp_path / 'shared')])
+    assert result['diff'][0]['after'] == 'group: no-such-group-yet\n'
+    rc, result = run_module(capsys, dirs)
+    assert rc == 1 and result['msg'] == 'directories: group no-such-group-yet: no such group (directories[0])'

@@ -147,3 +147,14 @@ def test_a_directory_where_a_file_goes_fails(tmp_path, capsys):
     rc, result = run_module(capsys, dict(dest=str(dest), files={'a.env': 'A=1\n'}))
     assert rc == 1
     assert 'is a directory; it cannot be replaced by the file a.env' in result['msg']
+
+
+def test_check_mode_counts_an_account_not_created_yet_as_a_change(tmp_path, capsys):
+    """An earlier task of the run creates the group; check mode cannot see it yet."""
+    dest = tmp_path / 'etc'
+    write(dest, {'a.env': b'A=1\n'})
+    args = dict(dest=str(dest), files={'a.env': 'A=1\n'}, group='no-such-group-yet')
+    rc, result = run_module(capsys, args, check=True)
+    assert (rc, result['changed'], result['changed_files']) == (0, True, ['a.env'])
+    rc, result = run_module(capsys, args)
+    assert rc == 1 and result['msg'] == 'text_files: group no-such-group-yet: no such group'
