@@ -29,7 +29,13 @@ def tool(name):
 
 def site(tmp_path, host_vars):
     inv = tmp_path / "hosts.yml"
-    node = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    node = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        # The preflight disk check runs for real; what it needs must not depend on this machine's free disk.
+        "preflight_disk_path": str(tmp_path),
+        "preflight_min_free_disk_gb": 1,
+    }
     node.update(host_vars)
     inv.write_text(
         yaml.safe_dump(
