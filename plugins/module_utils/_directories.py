@@ -17,10 +17,10 @@ __metaclass__ = type
 
 import errno
 import os
-import stat
 
 from ansible_collections.gaudi.vllm_lmcache.plugins.module_utils._python_package import (
     PackageError,
+    attribute_changes,
     parse_mode,
     resolve_owner,
 )
@@ -78,17 +78,6 @@ def check(directories, missing_ok=False):
     return sorted(wanted, key=lambda want: want['path'].rstrip('/').count('/'))
 
 
-def _attributes(st, want):
-    changes = {}
-    if want['mode'] is not None and stat.S_IMODE(st.st_mode) != want['mode']:
-        changes['mode'] = ('%04o' % stat.S_IMODE(st.st_mode), '%04o' % want['mode'])
-    if want['uid'] is not None and st.st_uid != want['uid']:
-        changes['owner'] = (st.st_uid, want['uid'])
-    if want['gid'] is not None and st.st_gid != want['gid']:
-        changes['group'] = (st.st_gid, want['gid'])
-    return changes
-
-
 def plan(wanted):
     """What :func:`apply` has to do, in the order of ``wanted`` (parents first, see :func:`check`).
 
@@ -113,7 +102,7 @@ def plan(wanted):
             probe = parent
         missing.reverse()
         creating.update(missing)
-        changes = {} if missing else _attributes(os.stat(want['path']), want)
+        changes = {} if missing else attribute_changes(os.stat(want['path']), want['mode'], want['uid'], want['gid'])
         planned.append(dict(path=want['path'], create=missing, attributes=changes))
     return planned
 

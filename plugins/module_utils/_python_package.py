@@ -243,7 +243,7 @@ def _read(path):
         return f.read()
 
 
-def _attribute_changes(st, mode, uid, gid):
+def attribute_changes(st, mode, uid, gid):
     changes = {}
     if mode is not None and stat.S_IMODE(st.st_mode) != mode:
         changes['mode'] = ('%04o' % stat.S_IMODE(st.st_mode), '%04o' % mode)
@@ -401,7 +401,7 @@ def plan(dest, files, purge=True, mode=None, uid=None, gid=None, want_content=Fa
         if have != want:
             result['update'].append(relpath)
             result['before'][relpath] = have
-        changes = _attribute_changes(st, modes.get(relpath, mode), uid, gid)
+        changes = attribute_changes(st, modes.get(relpath, mode), uid, gid)
         if changes:
             result['attributes'][relpath] = changes
 
